@@ -1,0 +1,1 @@
+"""HTTP facade and command line of the FlowViz ledger."""

@@ -1,0 +1,213 @@
+"""The `flowviz` command line. Builds its objects through the same composition root."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from api.composition import Container
+from api.embedded_db import EmbeddedPostgres
+from api.settings import ConfigurationError, Settings, get_settings
+from ledger.errors import LedgerError
+from ledger.values import SYSTEM_ACTOR_ID, Role
+from projections.schema import truncate_read_tables
+
+app = typer.Typer(help="FlowViz Ledger: traceability as an immutable event log.", no_args_is_help=True)
+projections_app = typer.Typer(help="Inspect and rebuild the read side.", no_args_is_help=True)
+users_app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
+app.add_typer(projections_app, name="projections")
+app.add_typer(users_app, name="users")
+console = Console(stderr=True)
+
+
+def _exit_on_sigterm() -> None:
+    # uvicorn re-raises the signal it caught once it has shut down; make SIGTERM unwind
+    # through `finally` (stopping the embedded database) like Ctrl-C does.
+    def handler(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+@contextlib.contextmanager
+def database(settings: Settings) -> Iterator[Settings]:
+    """Uses DATABASE_URL, or starts the embedded PostgreSQL for as long as the block runs."""
+    if settings.database_url:
+        yield settings
+        return
+    embedded = EmbeddedPostgres(settings.flowviz_data_dir)
+    console.print(f"DATABASE_URL not set: embedded PostgreSQL in {embedded.data_dir}")
+    url = embedded.start()
+    os.environ["DATABASE_URL"] = url  # uvicorn workers read their settings from the environment
+    try:
+        yield settings.model_copy(update={"database_url": url})
+    finally:
+        embedded.stop()
+
+
+def _settings() -> Settings:
+    try:
+        settings = get_settings()
+        settings.check_startable()
+    except ConfigurationError as e:
+        console.print(f"[red]{e}[/red]")
+        raise typer.Exit(2) from None
+    return settings
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port")] = 8000,
+    workers: Annotated[int, typer.Option(help="HTTP worker processes")] = 1,
+    demo: Annotated[bool, typer.Option(help="Load demo data; allow e-mail-only login")] = False,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+) -> None:
+    """Serve the HTTP API, with the projector running in-process."""
+    import uvicorn  # noqa: PLC0415
+
+    if demo:
+        os.environ["FLOWVIZ_PASSWORDLESS_LOGIN"] = "true"
+    settings = _settings()
+    if settings.secret_key is None:
+        # Shared by all workers of this run; tokens end with it. Production refuses this.
+        os.environ["SECRET_KEY"] = secrets.token_urlsafe(48)
+        settings = get_settings()
+    _exit_on_sigterm()
+    with database(settings) as settings:
+        container = Container(settings, run_projector=False)
+        try:
+            if demo:
+                from api.demo import load_demo  # noqa: PLC0415
+
+                loaded = load_demo(container.ledger)
+                console.print("demo data loaded" if loaded else "demo data already present")
+        finally:
+            container.close()
+        uvicorn.run(
+            "api.main:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+        )
+
+
+@app.command()
+def project() -> None:
+    """Run the projector alone (for deployments with several API processes)."""
+    _exit_on_sigterm()
+    with database(_settings()) as settings:
+        container = Container(settings, run_projector=True)
+        container.start()
+        console.print("projector running; Ctrl-C to stop")
+        try:
+            threading.Event().wait()
+        except (KeyboardInterrupt, SystemExit):
+            pass
+        finally:
+            container.close()
+
+
+@projections_app.command("status")
+def projections_status() -> None:
+    """Show each projection's position in the event log and how far behind it is."""
+    with database(_settings()) as settings:
+        container = Container(settings, run_projector=False)
+        try:
+            statuses = container.read_model.projection_status(container.events_table)
+        finally:
+            container.close()
+    table = Table("projection", "position", "log head", "lag (events)", "updated at")
+    for s in statuses:
+        updated = s.updated_at.isoformat() if s.updated_at else "-"
+        table.add_row(s.name, str(s.position), str(s.head), str(s.lag), updated)
+    Console().print(table)
+
+
+@projections_app.command("rebuild")
+def projections_rebuild() -> None:
+    """Replay the whole event log into empty read tables (stop serving projectors first)."""
+    import psycopg  # noqa: PLC0415
+
+    with database(_settings()) as settings:
+        container = Container(settings, run_projector=False)
+        projector = container.projector
+        try:
+            with psycopg.connect(container.conninfo, autocommit=True) as lock:
+                got = lock.execute(
+                    "SELECT pg_try_advisory_lock(hashtext(%s))", (projector.lock_key,)
+                ).fetchone()
+                if not (got and got[0]):
+                    console.print("[red]a projector is running (flowviz serve/project): "
+                                  "stop it, then rebuild[/red]")
+                    raise typer.Exit(1)
+                head = container.read_model.projection_status(container.events_table)
+                total = max((s.head for s in head), default=0) or (
+                    container.ledger.recorder.max_notification_id() or 0
+                )
+                with container.read_pool.connection() as conn, conn.transaction():
+                    truncate_read_tables(conn, projector.name)
+                with Progress(
+                    TextColumn("rebuilding {task.description}"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TimeRemainingColumn(),
+                    console=console,
+                ) as progress:
+                    task = progress.add_task(projector.name, total=total)
+                    position = projector.catch_up(
+                        lambda _n, pos: progress.update(task, completed=pos)
+                    )
+                    progress.update(task, completed=total)
+                console.print(f"rebuilt {projector.name} up to position {position}")
+        finally:
+            container.close()
+
+
+@users_app.command("add")
+def users_add(
+    email: str,
+    role: Annotated[Role, typer.Option(help="Role of the new user")],
+    full_name: Annotated[str | None, typer.Option(help="Display name")] = None,
+) -> None:
+    """Add a user; the password is read from stdin, or prompted for on a terminal."""
+    if sys.stdin.isatty():
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if len(password) < 8:
+        console.print("[red]password must have at least 8 characters[/red]")
+        raise typer.Exit(2)
+    with database(_settings()) as settings:
+        container = Container(settings, run_projector=False)
+        try:
+            committed = container.ledger.register_user(
+                email=email,
+                full_name=full_name,
+                role=role.value,
+                password_hash=container.passwords.hash(password),
+                actor_id=SYSTEM_ACTOR_ID,
+            )
+        except LedgerError as e:
+            console.print(f"[red]{e}[/red]")
+            raise typer.Exit(1) from None
+        finally:
+            container.close()
+    Console().print(f"user {email} added with id {committed.aggregate.id}")
+
+
+def main() -> None:
+    app()

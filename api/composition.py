@@ -1,0 +1,115 @@
+"""The composition root: the one place that wires settings, ledger, read side and security.
+
+The HTTP app and the command line both build their objects here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from uuid import UUID
+
+import psycopg
+from psycopg.sql import SQL, Identifier
+from psycopg_pool import ConnectionPool
+
+from api.metrics import Metrics
+from api.security import PasswordHasher, TokenService
+from api.settings import Settings
+from ledger.application import Ledger
+from ledger.event_store import postgres_env
+from projections.db import open_pool, schema_conninfo
+from projections.projector import Projector, ProjectorRunner
+from projections.queries import ReadModel, UserAccess
+from projections.schema import create_read_tables
+from projections.watermark import ProjectionWatermark
+
+log = logging.getLogger(__name__)
+
+
+class DatabaseNotConfigured(RuntimeError):
+    pass
+
+
+def ensure_schema(database_url: str, schema: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(schema)))
+
+
+@dataclass
+class AccessCache:
+    """Role and active flag per user, fresh within a few seconds of a change."""
+
+    read_model: ReadModel
+    ttl_seconds: float = 5.0
+    _entries: dict[UUID, tuple[float, UserAccess | None]] = field(default_factory=dict)
+
+    def get(self, user_id: UUID) -> UserAccess | None:
+        now = time.monotonic()
+        hit = self._entries.get(user_id)
+        if hit is not None and now - hit[0] < self.ttl_seconds:
+            return hit[1]
+        access = self.read_model.user_access(user_id)
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[user_id] = (now, access)
+        return access
+
+
+class Container:
+    def __init__(self, settings: Settings, *, run_projector: bool | None = None) -> None:
+        if not settings.database_url:
+            raise DatabaseNotConfigured("DATABASE_URL is not set")
+        settings.check_startable()
+        self.settings = settings
+        url, schema = settings.database_url, settings.database_schema
+        if schema != "public":
+            ensure_schema(url, schema)
+        self.ledger = Ledger(
+            env=postgres_env(url, schema=schema, pool_size=settings.db_pool_size)
+        )
+        self.conninfo = schema_conninfo(url, schema)
+        self.read_pool: ConnectionPool = open_pool(
+            self.conninfo, max_size=settings.db_pool_size, name="read"
+        )
+        with self.read_pool.connection() as conn:
+            create_read_tables(conn)
+        self.read_model = ReadModel(self.read_pool)
+        self.access = AccessCache(self.read_model)
+        self.metrics = Metrics(self._pools)
+        self.passwords = PasswordHasher(settings.bcrypt_rounds)
+        self.tokens = TokenService(settings.jwt_secret(), settings.jwt_expire_minutes)
+        self.projector = Projector(
+            pool=self.read_pool,
+            recorder=self.ledger.recorder,  # type: ignore[arg-type]
+            mapper=self.ledger.mapper,
+            schema=schema,
+        )
+        self.watermark = ProjectionWatermark(self.conninfo, schema)
+        self.runner: ProjectorRunner | None = None
+        self._started = False
+        if settings.flowviz_run_projector if run_projector is None else run_projector:
+            self.runner = ProjectorRunner(self.projector, self.conninfo)
+
+    @property
+    def events_table(self) -> str:
+        return self.ledger.recorder.events_table_name  # type: ignore[attr-defined]
+
+    def _pools(self) -> dict[str, ConnectionPool]:
+        return {"ledger": self.ledger.recorder.datastore.pool, "read": self.read_pool}  # type: ignore[attr-defined]
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self.watermark.start()
+        if self.runner is not None:
+            self.runner.start()
+
+    def close(self) -> None:
+        if self.runner is not None:
+            self.runner.stop()
+        self.watermark.stop()
+        self.read_pool.close()
+        self.ledger.close()

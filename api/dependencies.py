@@ -1,0 +1,68 @@
+"""Request-scoped dependencies: the container, the caller, and role checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.composition import Container
+from api.security import InvalidToken
+from ledger.values import Role
+
+
+def get_container(request: Request) -> Container:
+    return request.app.state.container
+
+
+ContainerDep = Annotated[Container, Depends(get_container)]
+
+_bearer = HTTPBearer(auto_error=False)
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: UUID
+    role: str
+    email: str
+
+
+def current_principal(
+    container: ContainerDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise HTTPException(401, "Not authenticated", headers=_CHALLENGE)
+    try:
+        claims = container.tokens.verify(credentials.credentials)
+    except InvalidToken:
+        raise HTTPException(401, "Invalid or expired token", headers=_CHALLENGE) from None
+    # The read side decides role and status, so a role change or deactivation takes
+    # effect before the token expires; a user too new to be projected keeps the token's.
+    access = container.access.get(claims.user_id)
+    if access is not None and not access.active:
+        raise HTTPException(401, "User is deactivated", headers=_CHALLENGE)
+    role = access.role if access is not None else claims.role
+    return Principal(user_id=claims.user_id, role=role, email=claims.email)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def require_roles(*roles: Role):
+    allowed = frozenset(r.value for r in roles)
+
+    def check(principal: CurrentPrincipal) -> Principal:
+        if principal.role not in allowed:
+            raise HTTPException(403, "Insufficient permissions")
+        return principal
+
+    return Depends(check)
+
+
+WRITERS = (Role.ADMIN, Role.MANAGER, Role.OPERATOR)
+Writer = Annotated[Principal, require_roles(*WRITERS)]

@@ -1,0 +1,94 @@
+"""Reads JSON bodies keeping decimals exact and refusing text PostgreSQL cannot store."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Coroutine
+from decimal import Decimal
+from typing import Any
+
+from fastapi import HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def _bad_text(value: str) -> bool:
+    if "\x00" in value:
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates such as "\ud800"
+        return True
+    return False
+
+
+def _find_bad_text(value: Any, loc: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    if isinstance(value, str):
+        return loc if _bad_text(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if _bad_text(key):
+                return (*loc, key.encode("utf-8", "replace").decode())
+            found = _find_bad_text(item, (*loc, key))
+            if found:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _find_bad_text(item, (*loc, index))
+            if found:
+                return found
+    return None
+
+
+def _invalid(loc: tuple[Any, ...], kind: str, message: str) -> RequestValidationError:
+    return RequestValidationError([{"type": kind, "loc": loc, "msg": message, "input": None}])
+
+
+class ExactJsonRequest(Request):
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            # Decimals stay as written ("4.50" keeps its scale); floats would not.
+            self._json = json.loads(await self.body(), parse_float=Decimal)
+        return self._json
+
+
+class ExactJsonRoute(APIRoute):
+    """Parses and screens the body before FastAPI does, so refusals are clear 4xx answers."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def exact_json_handler(request: Request) -> Response:
+            request = ExactJsonRequest(request.scope, request.receive)
+            body = await request.body()
+            if len(body) > MAX_BODY_BYTES:
+                raise HTTPException(413, "Request body too large")
+            try:
+                data = await request.json() if body else None
+            except json.JSONDecodeError:
+                data = None  # FastAPI answers these itself, as a 422 json_invalid
+            except (RecursionError, UnicodeDecodeError) as e:
+                raise _invalid(("body",), "json_invalid", "Body is not usable JSON") from e
+            bad = _find_bad_text(data, ("body",))
+            if bad is not None:
+                raise _invalid(
+                    bad,
+                    "string_unsupported_characters",
+                    "Text must be valid UTF-8 without NUL characters",
+                )
+            return await handler(request)
+
+        return exact_json_handler
+
+
+def plain_json(value: Any) -> Any:
+    """Decimals inside free-form metadata become numbers, as a JavaScript client sent them."""
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: plain_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain_json(v) for v in value]
+    return value

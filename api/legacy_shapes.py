@@ -1,0 +1,160 @@
+"""Every response body the legacy clients read, key by key in the legacy order.
+
+Clients diff these as text: the key order, decimals as strings keeping their scale,
+and timestamps in UTC with milliseconds and `Z` are part of the contract. Both the
+read tables and the events themselves are turned into bodies here, so the two paths
+give identical bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from ledger.lot import Lot
+from ledger.user import User
+
+LOT_KEYS = (
+    "id", "lot_code", "lot_type", "production_run_id", "phase_id", "operator_id",
+    "weight_kg", "temperature_c", "metadata", "created_at",
+)
+QC_KEYS = (
+    "id", "lot_id", "qc_gate_id", "operator_id", "decision", "notes", "temperature_c",
+    "digital_signature", "decided_at",
+)
+USER_KEYS = ("id", "email", "full_name", "role", "created_at", "last_login")
+
+
+def timestamp(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    utc = value.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def decimal(value: Decimal | None) -> str | None:
+    # Fixed-point as PostgreSQL prints numeric: 100.5, 4.0, 0.0000001, never 1E-7.
+    return None if value is None else format(value, "f")
+
+
+def uuid(value: UUID | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def lot(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": uuid(row["id"]),
+        "lot_code": row["lot_code"],
+        "lot_type": _text(row["lot_type"]),
+        "production_run_id": uuid(row["production_run_id"]),
+        "phase_id": uuid(row["phase_id"]),
+        "operator_id": uuid(row["operator_id"]),
+        "weight_kg": decimal(row["weight_kg"]),
+        "temperature_c": decimal(row["temperature_c"]),
+        "metadata": row["metadata"],
+        "created_at": timestamp(row["created_at"]),
+    }
+
+
+def lot_from_aggregate(aggregate: Lot) -> dict[str, Any]:
+    return lot(
+        {
+            "id": aggregate.id,
+            "lot_code": aggregate.lot_code,
+            "lot_type": aggregate.lot_type,
+            "production_run_id": aggregate.production_run_id,
+            "phase_id": aggregate.phase_id,
+            "operator_id": aggregate.operator_id,
+            "weight_kg": aggregate.weight_kg,
+            "temperature_c": aggregate.temperature_c,
+            "metadata": jsonb_order(json.loads(aggregate.metadata_json)),
+            "created_at": aggregate.created_on,
+        }
+    )
+
+
+def qc_decision(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": uuid(row["id"]),
+        "lot_id": uuid(row["lot_id"]),
+        "qc_gate_id": uuid(row["qc_gate_id"]),
+        "operator_id": uuid(row["operator_id"]),
+        "decision": _text(row["decision"]),
+        "notes": row["notes"],
+        "temperature_c": decimal(row["temperature_c"]),
+        "digital_signature": row["digital_signature"],
+        "decided_at": timestamp(row["decided_at"]),
+    }
+
+
+def qc_decision_from_event(event: Lot.QcDecisionRecorded) -> dict[str, Any]:
+    return qc_decision(
+        {
+            "id": event.decision_id,
+            "lot_id": event.originator_id,
+            "qc_gate_id": event.qc_gate_id,
+            "operator_id": event.operator_id,
+            "decision": event.decision,
+            "notes": event.notes,
+            "temperature_c": event.temperature_c,
+            "digital_signature": event.digital_signature,
+            "decided_at": event.timestamp,
+        }
+    )
+
+
+def user(aggregate: User, *, last_login: datetime | None) -> dict[str, Any]:
+    return {
+        "id": uuid(aggregate.id),
+        "email": aggregate.email,
+        "full_name": aggregate.full_name,
+        "role": aggregate.role,
+        "created_at": timestamp(aggregate.created_on),
+        "last_login": timestamp(last_login),
+    }
+
+
+def login(user_body: dict[str, Any], token: str) -> dict[str, Any]:
+    return {"user": user_body, "token": token}
+
+
+def traceability(
+    central: Mapping[str, Any],
+    parents: list[Mapping[str, Any]],
+    children: list[Mapping[str, Any]],
+) -> dict[str, Any]:
+    return {
+        "central": lot(central),
+        "parents": [lot(p) for p in parents],
+        "children": [lot(c) for c in children],
+    }
+
+
+def health(now: datetime) -> dict[str, Any]:
+    return {"status": "ok", "timestamp": timestamp(now)}
+
+
+def error(message: str) -> dict[str, Any]:
+    return {"detail": message, "error": message}
+
+
+def validation_error(errors: list[dict[str, Any]], summary: str) -> dict[str, Any]:
+    return {"detail": errors, "error": summary}
+
+
+def jsonb_order(value: Any) -> Any:
+    """Orders object keys as PostgreSQL's jsonb does (shorter first, then bytewise)."""
+    if isinstance(value, dict):
+        keys = sorted(value, key=lambda k: (len(k.encode()), k.encode()))
+        return {k: jsonb_order(value[k]) for k in keys}
+    if isinstance(value, list):
+        return [jsonb_order(v) for v in value]
+    return value

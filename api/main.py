@@ -1,0 +1,44 @@
+"""The FastAPI application: `create_app()` is the factory uvicorn and the tests call."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.composition import Container
+from api.errors import install_error_handlers
+from api.metrics import HttpMetricsMiddleware
+from api.responses import LegacyJSONResponse
+from api.routes import auth, health, lots
+from api.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None, container: Container | None = None) -> FastAPI:
+    """Builds the app on a container; one it builds itself it also closes at shutdown."""
+    owned = container is None
+    built = container or Container(settings or get_settings())
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        built.start()
+        try:
+            yield
+        finally:
+            if owned:
+                built.close()
+
+    app = FastAPI(
+        title="FlowViz Ledger",
+        version="0.1.0",
+        description="Traceability ledger: lots, genealogy and QC decisions as immutable events.",
+        lifespan=lifespan,
+        default_response_class=LegacyJSONResponse,
+    )
+    app.state.container = built
+    install_error_handlers(app)
+    for module in (health, auth, lots):
+        app.include_router(module.router)
+    app.add_middleware(HttpMetricsMiddleware, metrics=built.metrics)
+    return app

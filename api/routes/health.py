@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api import legacy_shapes
+from api.dependencies import ContainerDep
+from api.responses import LegacyJSONResponse
+
+router = APIRouter()
+
+
+@router.get("/api/health", tags=["health"])
+async def health() -> LegacyJSONResponse:
+    return LegacyJSONResponse(legacy_shapes.health(datetime.now(UTC)))
+
+
+@router.get("/metrics", tags=["health"], include_in_schema=False)
+def metrics(container: ContainerDep) -> Response:
+    return Response(generate_latest(container.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import json
+import time
+
+from fastapi import APIRouter, HTTPException
+
+from api import legacy_shapes
+from api.dependencies import ContainerDep, CurrentPrincipal, Writer
+from api.json_body import ExactJsonRoute, plain_json
+from api.responses import LegacyJSONResponse
+from api.schemas import LotIn, QcDecisionIn
+from ledger.commands import InputRef, NewLot, NewQcDecision
+
+router = APIRouter(route_class=ExactJsonRoute)
+
+
+@router.post("/api/lots", status_code=201, tags=["lots"])
+def create_lot(body: LotIn, principal: Writer, container: ContainerDep) -> LegacyJSONResponse:
+    new = NewLot(
+        lot_code=body.lot_code,
+        lot_type=body.lot_type.value if body.lot_type else None,
+        production_run_id=body.production_run_id,
+        phase_id=body.phase_id,
+        operator_id=body.operator_id or principal.user_id,
+        weight_kg=body.weight_kg,
+        temperature_c=body.temperature_c,
+        metadata_json=json.dumps(plain_json(body.metadata or {}), ensure_ascii=False),
+        inputs=tuple(
+            InputRef(quantity_used_kg=i.quantity_used_kg, lot_id=i.lot_id, lot_code=i.lot_code)
+            for i in body.inputs
+        ),
+    )
+    committed = container.ledger.register_lot(new, actor_id=principal.user_id)
+    container.metrics.lots_registered.labels(new.lot_type or "none").inc()
+    lot = committed.aggregate
+    if container.watermark.wait_for(
+        committed.position, container.settings.flowviz_read_your_writes_timeout
+    ):
+        row = container.read_model.lot(lot.id)
+        if row is not None:
+            return LegacyJSONResponse(legacy_shapes.lot(row), status_code=201)
+    return LegacyJSONResponse(legacy_shapes.lot_from_aggregate(lot), status_code=201)
+
+
+@router.post("/api/qc-decisions", status_code=201, tags=["qc"])
+def create_qc_decision(
+    body: QcDecisionIn, principal: Writer, container: ContainerDep
+) -> LegacyJSONResponse:
+    new = NewQcDecision(
+        lot_id=body.lot_id,
+        decision=body.decision.value,
+        qc_gate_id=body.qc_gate_id,
+        operator_id=body.operator_id or principal.user_id,
+        notes=body.notes,
+        temperature_c=body.temperature_c,
+        digital_signature=body.digital_signature,
+    )
+    committed = container.ledger.record_qc_decision(new, actor_id=principal.user_id)
+    container.metrics.qc_decisions.labels(new.decision).inc()
+    decision_id = committed.extra["decision_id"]
+    if container.watermark.wait_for(
+        committed.position, container.settings.flowviz_read_your_writes_timeout
+    ):
+        row = container.read_model.qc_decision(decision_id)
+        if row is not None:
+            return LegacyJSONResponse(legacy_shapes.qc_decision(row), status_code=201)
+    event = committed.extra["event"]
+    return LegacyJSONResponse(legacy_shapes.qc_decision_from_event(event), status_code=201)
+
+
+@router.get("/api/traceability/{lot_code:path}", tags=["traceability"])
+def traceability(
+    lot_code: str, _: CurrentPrincipal, container: ContainerDep
+) -> LegacyJSONResponse:
+    started = time.perf_counter()
+    trace = container.read_model.traceability(lot_code)
+    container.metrics.traceability_seconds.observe(time.perf_counter() - started)
+    if trace is None:
+        raise HTTPException(404, "Lot not found")
+    return LegacyJSONResponse(
+        legacy_shapes.traceability(trace.central, trace.parents, trace.children)
+    )

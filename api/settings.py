@@ -1,0 +1,77 @@
+"""Configuration from the environment, built by a factory so nothing is read at import."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_SECRET_LENGTH = 32
+# Values seen in tutorials and .env templates; a production secret must be none of them.
+PLACEHOLDER_SECRETS = frozenset(
+    {
+        "changeme", "change-me", "change_me", "changethis", "secret", "secret-key",
+        "secret_key", "your-secret-key", "your_secret_key", "supersecret", "dev", "devsecret",
+        "development", "test", "testing", "password", "flowviz", "insecure", "default",
+    }
+)
+
+
+class ConfigurationError(RuntimeError):
+    """The server must not start with this configuration."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+
+    environment: Literal["development", "test", "production"] = "development"
+    database_url: str | None = None
+    database_schema: str = "public"
+    flowviz_data_dir: Path = Path(".flowviz")
+    secret_key: SecretStr | None = None
+    jwt_expire_minutes: int = 480
+    flowviz_passwordless_login: bool = False
+    # How long a POST waits for the projector before answering from the event itself.
+    flowviz_read_your_writes_timeout: float = 2.0
+    flowviz_run_projector: bool = True
+    bcrypt_rounds: int = 12
+    db_pool_size: int = 10
+    redis_url: str | None = None
+
+    @property
+    def passwordless_login(self) -> bool:
+        return self.flowviz_passwordless_login
+
+    def problems_for_production(self) -> list[str]:
+        problems = []
+        secret = self.secret_key.get_secret_value() if self.secret_key else ""
+        if not secret:
+            problems.append("SECRET_KEY is not set")
+        elif secret.strip().lower() in PLACEHOLDER_SECRETS or len(set(secret)) < 8:
+            problems.append("SECRET_KEY is a default or placeholder value")
+        elif len(secret) < MIN_SECRET_LENGTH:
+            problems.append(f"SECRET_KEY is shorter than {MIN_SECRET_LENGTH} characters")
+        if self.flowviz_passwordless_login:
+            problems.append("FLOWVIZ_PASSWORDLESS_LOGIN must be off in production")
+        return problems
+
+    def check_startable(self) -> None:
+        if self.environment == "production":
+            problems = self.problems_for_production()
+            if problems:
+                raise ConfigurationError(
+                    "refusing to start in production: " + "; ".join(problems)
+                )
+
+    def jwt_secret(self) -> str:
+        if self.secret_key is None:
+            # Development only (production refuses above): tokens die with the process.
+            self.secret_key = SecretStr(secrets.token_urlsafe(48))
+        return self.secret_key.get_secret_value()
+
+
+def get_settings(**overrides: object) -> Settings:
+    return Settings(**overrides)  # type: ignore[arg-type]

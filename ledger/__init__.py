@@ -1,0 +1,1 @@
+"""Write side: lots, genealogy, QC decisions and users as immutable events."""

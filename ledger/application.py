@@ -1,0 +1,246 @@
+"""The ledger application: load aggregates, call them, save everything touched at once."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+from uuid import UUID, uuid4
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError
+
+from ledger.commands import Committed, InputRef, NewLot, NewQcDecision
+from ledger.errors import (
+    ConcurrencyConflict,
+    DuplicateInput,
+    EmailAlreadyRegistered,
+    LotCodeAlreadyExists,
+    LotNotFound,
+    SelfConsumption,
+    UserNotFound,
+)
+from ledger.event_store import forbid_rewrites
+from ledger.lot import Lot, LotCode
+from ledger.user import User, UserEmail
+
+T = TypeVar("T")
+
+# Many requests consuming one parent conflict on its version; each round lets at least
+# one of them through, so the bound must exceed the concurrency we expect on one lot.
+MAX_ATTEMPTS = 40
+
+
+class Ledger(Application[UUID]):
+    name = "ledger"
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        super().__init__(env)
+        datastore = getattr(self.recorder, "datastore", None)
+        if datastore is not None:
+            forbid_rewrites(datastore, self.recorder.events_table_name)  # type: ignore[attr-defined]
+
+    # --- lots ----------------------------------------------------------------------------
+
+    def register_lot(self, new: NewLot, *, actor_id: UUID | None) -> Committed[Lot]:
+        lot_id = new.lot_id or uuid4()
+        self._check_inputs_refer_to_others(new, lot_id)
+
+        def attempt() -> Committed[Lot]:
+            if self.lot_code_taken(new.lot_code):
+                raise LotCodeAlreadyExists(new.lot_code)
+            parents = [(self._input_lot(ref), ref) for ref in new.inputs]
+            lot = Lot(
+                id=lot_id,
+                lot_code=new.lot_code,
+                lot_type=new.lot_type,
+                production_run_id=new.production_run_id,
+                phase_id=new.phase_id,
+                operator_id=new.operator_id,
+                weight_kg=new.weight_kg,
+                temperature_c=new.temperature_c,
+                metadata_json=new.metadata_json,
+                inputs=[
+                    {
+                        "lot_id": parent.id,
+                        "lot_code": parent.lot_code,
+                        "quantity_used_kg": ref.quantity_used_kg,
+                    }
+                    for parent, ref in parents
+                ],
+                actor_id=actor_id,
+            )
+            for parent, ref in parents:
+                parent.consume(
+                    child_lot_id=lot_id, quantity_kg=ref.quantity_used_kg, actor_id=actor_id
+                )
+            claim = LotCode(lot_code=new.lot_code, lot_id=lot_id, actor_id=actor_id)
+            return Committed(lot, self._save(lot, claim, *(p for p, _ in parents)))
+
+        def on_conflict() -> None:
+            if self.lot_code_taken(new.lot_code):
+                raise LotCodeAlreadyExists(new.lot_code)
+
+        return _retrying(attempt, on_conflict)
+
+    def record_qc_decision(
+        self, new: NewQcDecision, *, actor_id: UUID | None
+    ) -> Committed[Lot]:
+        decision_id = uuid4()
+        Lot.check_notes(new.decision, new.notes)
+
+        def attempt() -> Committed[Lot]:
+            lot = self.get_lot(new.lot_id)
+            lot.record_qc_decision(
+                decision_id=decision_id,
+                decision=new.decision,
+                qc_gate_id=new.qc_gate_id,
+                operator_id=new.operator_id,
+                notes=new.notes,
+                temperature_c=new.temperature_c,
+                digital_signature=new.digital_signature,
+                actor_id=actor_id,
+            )
+            recorded = lot.pending_events[-1]
+            return Committed(lot, self._save(lot), {"decision_id": decision_id, "event": recorded})
+
+        return _retrying(attempt)
+
+    def get_lot(self, lot_id: UUID) -> Lot:
+        try:
+            return self.repository.get(lot_id)
+        except AggregateNotFoundError:
+            raise LotNotFound(str(lot_id)) from None
+
+    def find_lot_by_code(self, lot_code: str) -> Lot | None:
+        try:
+            claim: LotCode = self.repository.get(LotCode.id_for(lot_code))
+        except AggregateNotFoundError:
+            return None
+        return self.repository.get(claim.lot_id)
+
+    def lot_code_taken(self, lot_code: str) -> bool:
+        return LotCode.id_for(lot_code) in self.repository
+
+    def _input_lot(self, ref: InputRef) -> Lot:
+        lot: Lot | None
+        if ref.lot_id is not None:
+            try:
+                lot = self.repository.get(ref.lot_id)
+            except AggregateNotFoundError:
+                lot = None
+            if lot is not None and not isinstance(lot, Lot):
+                lot = None
+            if lot is not None and ref.lot_code is not None and lot.lot_code != ref.lot_code:
+                lot = None
+        else:
+            lot = self.find_lot_by_code(ref.lot_code or "")
+        if lot is None:
+            raise LotNotFound(ref.reference, as_input=True)
+        return lot
+
+    @staticmethod
+    def _check_inputs_refer_to_others(new: NewLot, lot_id: UUID) -> None:
+        seen: set[object] = set()
+        for ref in new.inputs:
+            if ref.lot_id == lot_id or ref.lot_code == new.lot_code:
+                raise SelfConsumption
+            key = ref.lot_id if ref.lot_id is not None else ref.lot_code
+            if key in seen:
+                raise DuplicateInput(ref.reference)
+            seen.add(key)
+
+    # --- users ---------------------------------------------------------------------------
+
+    def register_user(  # noqa: PLR0913
+        self,
+        *,
+        email: str,
+        full_name: str | None,
+        role: str,
+        password_hash: str | None,
+        actor_id: UUID | None,
+        user_id: UUID | None = None,
+    ) -> Committed[User]:
+        user = User(
+            id=user_id or uuid4(),
+            email=email.strip(),
+            full_name=full_name,
+            role=role,
+            password_hash=password_hash,
+            actor_id=actor_id,
+        )
+        claim = UserEmail(email=email, user_id=user.id, actor_id=actor_id)
+        try:
+            return Committed(user, self._save(user, claim))
+        except IntegrityError:
+            raise EmailAlreadyRegistered(email) from None
+
+    def find_user_by_email(self, email: str) -> User | None:
+        try:
+            claim: UserEmail = self.repository.get(UserEmail.id_for(email))
+        except AggregateNotFoundError:
+            return None
+        return self.repository.get(claim.user_id)
+
+    def get_user(self, user_id: UUID) -> User:
+        try:
+            user = self.repository.get(user_id)
+        except AggregateNotFoundError:
+            raise UserNotFound from None
+        if not isinstance(user, User):
+            raise UserNotFound
+        return user
+
+    def record_login(self, user_id: UUID) -> Committed[User]:
+        """Records a login; `extra["previous_login"]` is the login before this one."""
+
+        def attempt() -> Committed[User]:
+            user = self.get_user(user_id)
+            previous = user.log_in()
+            return Committed(user, self._save(user), {"previous_login": previous})
+
+        return _retrying(attempt)
+
+    def change_role(self, user_id: UUID, role: str, *, actor_id: UUID | None) -> Committed[User]:
+        return self._update_user(user_id, lambda u: u.change_role(role, actor_id=actor_id))
+
+    def change_password(
+        self, user_id: UUID, password_hash: str, *, actor_id: UUID | None
+    ) -> Committed[User]:
+        return self._update_user(
+            user_id, lambda u: u.change_password(password_hash, actor_id=actor_id)
+        )
+
+    def deactivate_user(self, user_id: UUID, *, actor_id: UUID | None) -> Committed[User]:
+        return self._update_user(user_id, lambda u: u.deactivate(actor_id=actor_id))
+
+    def _update_user(self, user_id: UUID, change: Callable[[User], None]) -> Committed[User]:
+        def attempt() -> Committed[User]:
+            user = self.get_user(user_id)
+            change(user)
+            return Committed(user, self._save(user))
+
+        return _retrying(attempt)
+
+    # --- persistence ---------------------------------------------------------------------
+
+    def _save(self, *aggregates: object) -> int:
+        recordings = self.save(*aggregates)  # type: ignore[arg-type]
+        return max(r.notification.id for r in recordings)
+
+
+def _retrying(attempt: Callable[[], T], on_conflict: Callable[[], None] | None = None) -> T:
+    """Optimistic concurrency: a version clash means someone else saved first; reload, retry."""
+    for number in range(MAX_ATTEMPTS):
+        try:
+            return attempt()
+        except IntegrityError:
+            if on_conflict is not None:
+                on_conflict()
+            time.sleep(random.uniform(0, 0.002 * (number + 1)))  # noqa: S311 - jitter only
+    raise ConcurrencyConflict
+
+
+__all__ = ["Ledger"]

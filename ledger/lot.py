@@ -1,0 +1,161 @@
+"""The Lot aggregate and the record that keeps lot codes unique."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from ledger.errors import (
+    InsufficientQuantity,
+    InvalidQuantity,
+    LotNotConsumable,
+    NotesRequired,
+)
+from ledger.values import BLOCKING_DECISIONS, MIN_NOTES_FOR_BLOCKING_DECISION, QcDecision
+
+
+@dataclass(frozen=True)
+class QcRecord:
+    decision_id: UUID
+    decision: str
+    notes: str | None
+    decided_at: datetime
+
+
+class Lot(Aggregate):
+    """A quantity of product with a lot code; records what it was made of and what used it."""
+
+    @event("Registered")
+    def __init__(  # noqa: PLR0913 - every legacy column is part of the registration
+        self,
+        *,
+        id: UUID,  # noqa: A002 - the library takes the aggregate id from this name
+        lot_code: str,
+        lot_type: str | None,
+        production_run_id: UUID | None,
+        phase_id: UUID | None,
+        operator_id: UUID | None,
+        weight_kg: Decimal | None,
+        temperature_c: Decimal | None,
+        metadata_json: str,
+        inputs: list[dict],
+        actor_id: UUID | None,
+    ) -> None:
+        self.lot_code = lot_code
+        self.lot_type = lot_type
+        self.production_run_id = production_run_id
+        self.phase_id = phase_id
+        self.operator_id = operator_id
+        self.weight_kg = weight_kg
+        self.temperature_c = temperature_c
+        # Kept as JSON text: arbitrary client keys must never reach the event transcoder.
+        self.metadata_json = metadata_json
+        self.inputs = inputs
+        self.registered_by = actor_id
+        self.consumed_kg = Decimal(0)
+        self.consumers: list[UUID] = []
+        self.qc_history: list[QcRecord] = []
+
+    @property
+    def qc_status(self) -> str | None:
+        return self.qc_history[-1].decision if self.qc_history else None
+
+    @property
+    def remaining_kg(self) -> Decimal | None:
+        return None if self.weight_kg is None else self.weight_kg - self.consumed_kg
+
+    # --- consumption -------------------------------------------------------------------
+
+    def consume(self, *, child_lot_id: UUID, quantity_kg: Decimal, actor_id: UUID | None) -> None:
+        self.check_quantity_positive(quantity_kg)
+        self.check_not_blocked()
+        self.check_quantity_available(quantity_kg)
+        self._consumed(child_lot_id=child_lot_id, quantity_kg=quantity_kg, actor_id=actor_id)
+
+    @event("Consumed")
+    def _consumed(self, child_lot_id: UUID, quantity_kg: Decimal, actor_id: UUID | None) -> None:
+        self.consumed_kg += quantity_kg
+        self.consumers.append(child_lot_id)
+
+    def check_quantity_positive(self, quantity_kg: Decimal) -> None:
+        if not quantity_kg > 0:
+            raise InvalidQuantity("quantity_used_kg must be greater than 0")
+
+    def check_not_blocked(self) -> None:
+        if self.qc_status in BLOCKING_DECISIONS:
+            raise LotNotConsumable(self.lot_code, str(self.qc_status))
+
+    def check_quantity_available(self, quantity_kg: Decimal) -> None:
+        remaining = self.remaining_kg
+        if remaining is not None and quantity_kg > remaining:
+            raise InsufficientQuantity(self.lot_code, quantity_kg, remaining)
+
+    # --- quality control ---------------------------------------------------------------
+
+    def record_qc_decision(  # noqa: PLR0913
+        self,
+        *,
+        decision_id: UUID,
+        decision: str,
+        qc_gate_id: UUID | None,
+        operator_id: UUID | None,
+        notes: str | None,
+        temperature_c: Decimal | None,
+        digital_signature: str | None,
+        actor_id: UUID | None,
+    ) -> None:
+        self.check_notes(decision, notes)
+        self._qc_decision_recorded(
+            decision_id=decision_id,
+            decision=decision,
+            qc_gate_id=qc_gate_id,
+            operator_id=operator_id,
+            notes=notes,
+            temperature_c=temperature_c,
+            digital_signature=digital_signature,
+            actor_id=actor_id,
+        )
+
+    @staticmethod
+    def check_notes(decision: str, notes: str | None) -> None:
+        if decision in BLOCKING_DECISIONS and len((notes or "").strip()) < (
+            MIN_NOTES_FOR_BLOCKING_DECISION
+        ):
+            raise NotesRequired(decision, MIN_NOTES_FOR_BLOCKING_DECISION)
+
+    @event("QcDecisionRecorded")
+    def _qc_decision_recorded(  # noqa: PLR0913
+        self,
+        decision_id: UUID,
+        decision: str,
+        qc_gate_id: UUID | None,
+        operator_id: UUID | None,
+        notes: str | None,
+        temperature_c: Decimal | None,
+        digital_signature: str | None,
+        actor_id: UUID | None,
+    ) -> None:
+        self.qc_history.append(
+            QcRecord(decision_id, QcDecision(decision), notes, self.modified_on)
+        )
+
+
+class LotCode(Aggregate):
+    """One per lot code, keyed by the code itself, so a second claim collides on insert."""
+
+    @staticmethod
+    def create_id(lot_code: str) -> UUID:
+        return LotCode.id_for(lot_code)
+
+    @staticmethod
+    def id_for(lot_code: str) -> UUID:
+        return uuid5(NAMESPACE_URL, f"flowviz:lot-code:{lot_code}")
+
+    @event("Claimed")
+    def __init__(self, lot_code: str, lot_id: UUID, actor_id: UUID | None) -> None:
+        self.lot_code = lot_code
+        self.lot_id = lot_id

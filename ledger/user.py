@@ -1,0 +1,78 @@
+"""The User aggregate and the record that keeps e-mail addresses unique."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from ledger.errors import UserDeactivated
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+class User(Aggregate):
+    @event("Registered")
+    def __init__(  # noqa: PLR0913
+        self,
+        *,
+        id: UUID,  # noqa: A002 - the library takes the aggregate id from this name
+        email: str,
+        full_name: str | None,
+        role: str,
+        password_hash: str | None,
+        actor_id: UUID | None,
+    ) -> None:
+        self.email = email
+        self.full_name = full_name
+        self.role = role
+        self.password_hash = password_hash
+        self.active = True
+        self.last_login: datetime | None = None
+
+    def check_active(self) -> None:
+        if not self.active:
+            raise UserDeactivated
+
+    @event("RoleChanged")
+    def change_role(self, role: str, actor_id: UUID | None) -> None:
+        self.role = role
+
+    @event("PasswordChanged")
+    def change_password(self, password_hash: str, actor_id: UUID | None) -> None:
+        self.password_hash = password_hash
+
+    @event("Deactivated")
+    def deactivate(self, actor_id: UUID | None) -> None:
+        self.active = False
+
+    def log_in(self) -> datetime | None:
+        """Records a successful login; returns the previous one, which clients display."""
+        self.check_active()
+        previous = self.last_login
+        self._logged_in(actor_id=self.id)
+        return previous
+
+    @event("LoggedIn")
+    def _logged_in(self, actor_id: UUID | None) -> None:
+        self.last_login = self.modified_on
+
+
+class UserEmail(Aggregate):
+    """One per normalized e-mail address, so a second registration collides on insert."""
+
+    @staticmethod
+    def create_id(email: str) -> UUID:
+        return UserEmail.id_for(email)
+
+    @staticmethod
+    def id_for(email: str) -> UUID:
+        return uuid5(NAMESPACE_URL, f"flowviz:user-email:{normalize_email(email)}")
+
+    @event("Claimed")
+    def __init__(self, email: str, user_id: UUID, actor_id: UUID | None) -> None:
+        self.email = normalize_email(email)
+        self.user_id = user_id

@@ -1,0 +1,1 @@
+"""Read side: projectors that turn the event log into tables, and the queries over them."""

@@ -1,0 +1,208 @@
+"""Follows the event log and applies it to the read tables, many events per transaction.
+
+Exactly-once: the rows of a batch and the projection's position commit together, and
+the position is re-read under a row lock, so a batch that was already applied (by a
+crashed run, or by a second projector) is skipped. Only one projector per name is
+active at a time: it holds a session advisory lock while it runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from itertools import groupby
+from typing import Any
+
+import psycopg
+from eventsourcing.persistence import Mapper, Notification
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresSubscription
+from psycopg_pool import ConnectionPool
+
+from projections.handlers import Op, ops_for
+
+log = logging.getLogger(__name__)
+
+PROJECTED_CHANNEL = "flowviz_projected"
+DEFAULT_PROJECTION = "legacy_tables"
+
+
+class BatchingSubscription(PostgresSubscription):
+    """The library's LISTEN/NOTIFY subscription, handing out what it pulled in one go."""
+
+    def next_batch(self, max_size: int) -> list[Notification]:
+        batch = [next(self)]  # blocks until something arrives, or raises StopIteration
+        while len(batch) < max_size and (
+            self._notifications_index < len(self._notifications)
+            or not self._notifications_queue.empty()
+        ):
+            batch.append(next(self))
+        return batch
+
+
+def apply_ops(conn: psycopg.Connection[Any], ops: Sequence[Op]) -> None:
+    """Runs statements in order; runs of the same statement go as one executemany."""
+    with conn.cursor() as cur:
+        for sql, group in groupby(ops, key=lambda op: op.sql):
+            params = [op.params for op in group]
+            if len(params) == 1:
+                cur.execute(sql, params[0])
+            else:
+                cur.executemany(sql, params)
+
+
+def read_position(conn: psycopg.Connection[Any], name: str) -> int:
+    row = conn.execute(
+        "SELECT position FROM projection_tracking WHERE name = %s", (name,)
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+class Projector:
+    def __init__(  # noqa: PLR0913
+        self,
+        *,
+        pool: ConnectionPool,
+        recorder: PostgresApplicationRecorder,
+        mapper: Mapper[Any],
+        schema: str,
+        name: str = DEFAULT_PROJECTION,
+        batch_size: int = 500,
+        before_commit: Callable[[list[Notification]], None] | None = None,
+        on_applied: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.pool = pool
+        self.recorder = recorder
+        self.mapper = mapper
+        self.schema = schema
+        self.name = name
+        self.batch_size = batch_size
+        # Test hook: raising here simulates a crash after apply, before commit.
+        self.before_commit = before_commit
+        self.on_applied = on_applied
+
+    @property
+    def lock_key(self) -> str:
+        return f"flowviz:projector:{self.schema}:{self.name}"
+
+    def ensure_tracking_row(self) -> None:
+        with self.pool.connection() as conn:
+            conn.execute(
+                "INSERT INTO projection_tracking (name, position) VALUES (%s, 0)"
+                " ON CONFLICT (name) DO NOTHING",
+                (self.name,),
+            )
+
+    def position(self) -> int:
+        with self.pool.connection() as conn:
+            return read_position(conn, self.name)
+
+    def apply(self, notifications: Sequence[Notification]) -> int:
+        """Applies one batch in one transaction; returns the position afterwards."""
+        with self.pool.connection() as conn, conn.transaction():
+            row = conn.execute(
+                "SELECT position FROM projection_tracking WHERE name = %s FOR UPDATE",
+                (self.name,),
+            ).fetchone()
+            position = int(row[0]) if row else 0
+            fresh = [n for n in notifications if n.id > position]
+            if not fresh:
+                return position
+            ops = [op for n in fresh for op in ops_for(self.mapper.to_domain_event(n))]
+            apply_ops(conn, ops)
+            position = fresh[-1].id
+            conn.execute(
+                "INSERT INTO projection_tracking (name, position) VALUES (%s, %s)"
+                " ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position,"
+                " updated_at = now()",
+                (self.name, position),
+            )
+            conn.execute(
+                "SELECT pg_notify(%s, %s)",
+                (PROJECTED_CHANNEL, f"{self.schema}:{self.name}:{position}"),
+            )
+            if self.before_commit is not None:
+                self.before_commit(fresh)
+        if self.on_applied is not None:
+            self.on_applied(len(fresh), position)
+        return position
+
+    def catch_up(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Applies everything recorded so far, without subscribing; returns the position."""
+        position = self.position()
+        while True:
+            batch = self.recorder.select_notifications(
+                start=position, limit=self.batch_size, inclusive_of_start=False
+            )
+            if not batch:
+                return position
+            position = self.apply(batch)
+            if progress is not None:
+                progress(len(batch), position)
+
+
+class ProjectorRunner:
+    """Runs a projector in a background thread until stopped; restarts it after errors."""
+
+    def __init__(self, projector: Projector, conninfo: str, *, retry_seconds: float = 1.0):
+        self.projector = projector
+        self.conninfo = conninfo
+        self.retry_seconds = retry_seconds
+        self._stopping = threading.Event()
+        self._subscription: BatchingSubscription | None = None
+        self._thread: threading.Thread | None = None
+        self.active = threading.Event()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="projector", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping.set()
+        if self._subscription is not None:
+            self._subscription.stop()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._run_while_holding_lock()
+            except Exception:
+                if self._stopping.is_set():
+                    break
+                log.exception("projector failed; resuming from its committed position")
+                self._stopping.wait(self.retry_seconds)
+
+    def _run_while_holding_lock(self) -> None:
+        with psycopg.connect(self.conninfo, autocommit=True) as lock_conn:
+            while not self._stopping.is_set():
+                got = lock_conn.execute(
+                    "SELECT pg_try_advisory_lock(hashtext(%s))", (self.projector.lock_key,)
+                ).fetchone()
+                if got and got[0]:
+                    break
+                self._stopping.wait(0.5)  # another process projects; stand by
+            if self._stopping.is_set():
+                return
+            self.active.set()
+            try:
+                self._follow()
+            finally:
+                self.active.clear()
+
+    def _follow(self) -> None:
+        projector = self.projector
+        projector.ensure_tracking_row()
+        with BatchingSubscription(
+            recorder=projector.recorder, gt=projector.position()
+        ) as subscription:
+            self._subscription = subscription
+            if self._stopping.is_set():
+                subscription.stop()
+            while not self._stopping.is_set():
+                try:
+                    batch = subscription.next_batch(projector.batch_size)
+                except StopIteration:
+                    break
+                projector.apply(batch)

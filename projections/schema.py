@@ -1,0 +1,99 @@
+"""Read tables. The first four keep the legacy server's columns for existing SQL reports."""
+
+from __future__ import annotations
+
+from psycopg import Connection
+
+LEGACY_TABLES = ("users", "lots", "lot_genealogy", "qc_decisions")
+OWN_TABLES = ("lot_state", "lot_edges", "user_state")
+READ_TABLES = LEGACY_TABLES + OWN_TABLES
+
+DDL = """
+CREATE TABLE IF NOT EXISTS users (
+    id uuid PRIMARY KEY,
+    email text NOT NULL,
+    full_name text,
+    role text NOT NULL,
+    created_at timestamptz NOT NULL,
+    last_login timestamptz
+);
+CREATE TABLE IF NOT EXISTS lots (
+    id uuid PRIMARY KEY,
+    lot_code text NOT NULL UNIQUE,
+    lot_type text,
+    production_run_id uuid,
+    phase_id uuid,
+    operator_id uuid,
+    weight_kg numeric,
+    temperature_c numeric,
+    metadata jsonb NOT NULL DEFAULT '{}'::jsonb,
+    created_at timestamptz NOT NULL
+);
+CREATE TABLE IF NOT EXISTS lot_genealogy (
+    id uuid PRIMARY KEY,
+    parent_lot_id uuid NOT NULL,
+    child_lot_id uuid NOT NULL,
+    quantity_used_kg numeric,
+    linked_at timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS lot_genealogy_parent_idx ON lot_genealogy (parent_lot_id);
+CREATE INDEX IF NOT EXISTS lot_genealogy_child_idx ON lot_genealogy (child_lot_id);
+CREATE TABLE IF NOT EXISTS qc_decisions (
+    id uuid PRIMARY KEY,
+    lot_id uuid,
+    qc_gate_id uuid,
+    operator_id uuid,
+    decision text,
+    notes text,
+    temperature_c numeric,
+    digital_signature text,
+    decided_at timestamptz
+);
+CREATE INDEX IF NOT EXISTS qc_decisions_lot_idx ON qc_decisions (lot_id, decided_at);
+
+-- What the API needs beyond the legacy columns.
+CREATE TABLE IF NOT EXISTS lot_state (
+    lot_id uuid PRIMARY KEY,
+    version bigint NOT NULL,          -- last applied event of the lot: replays are no-ops
+    qc_status text,
+    qc_decided_at timestamptz,
+    consumed_kg numeric NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS lot_edges (
+    child_lot_id uuid NOT NULL,
+    ordinal int NOT NULL,             -- position in the registration's inputs: parents keep it
+    parent_lot_id uuid NOT NULL,
+    quantity_used_kg numeric NOT NULL,
+    linked_at timestamptz NOT NULL,
+    PRIMARY KEY (child_lot_id, ordinal)
+);
+CREATE INDEX IF NOT EXISTS lot_edges_parent_idx ON lot_edges (parent_lot_id, linked_at);
+CREATE TABLE IF NOT EXISTS user_state (
+    user_id uuid PRIMARY KEY,
+    version bigint NOT NULL,
+    active boolean NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS projection_tracking (
+    name text PRIMARY KEY,
+    position bigint NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+
+def create_read_tables(conn: Connection) -> None:
+    with conn.transaction():
+        # Several processes may start at once; serialize DDL so they don't trip on each other.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('flowviz:read-schema'))")
+        conn.execute(DDL)
+
+
+def truncate_read_tables(conn: Connection, projection: str) -> None:
+    """Empties every read table and rewinds the projection to the start of the log."""
+    conn.execute("TRUNCATE " + ", ".join(READ_TABLES))
+    conn.execute(
+        "INSERT INTO projection_tracking (name, position) VALUES (%s, 0) "
+        "ON CONFLICT (name) DO UPDATE SET position = 0, updated_at = now()",
+        (projection,),
+    )

@@ -1,0 +1,67 @@
+"""How far the projector has got, as seen from any process: read-your-writes waits on it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import psycopg
+
+from projections.projector import DEFAULT_PROJECTION, PROJECTED_CHANNEL, read_position
+
+log = logging.getLogger(__name__)
+
+
+class ProjectionWatermark:
+    """Listens for the projector's commit notifications; wakes whoever waits for a position."""
+
+    def __init__(self, conninfo: str, schema: str, name: str = DEFAULT_PROJECTION) -> None:
+        self.conninfo = conninfo
+        self.prefix = f"{schema}:{name}:"
+        self.name = name
+        self._position = 0
+        self._changed = threading.Condition()
+        self._stopping = threading.Event()
+        self._listening = threading.Event()
+        self._thread = threading.Thread(target=self._listen, name="watermark", daemon=True)
+
+    @property
+    def position(self) -> int:
+        return self._position
+
+    def start(self) -> None:
+        self._thread.start()
+        self._listening.wait(5)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+
+    def wait_for(self, position: int, timeout: float) -> bool:
+        """True once the read tables include `position`; False when `timeout` passes first."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._position >= position, timeout)
+
+    def _advance(self, position: int) -> None:
+        with self._changed:
+            if position > self._position:
+                self._position = position
+                self._changed.notify_all()
+
+    def _listen(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                with psycopg.connect(self.conninfo, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {PROJECTED_CHANNEL}")
+                    # Read after LISTEN so no commit falls between the two.
+                    self._advance(read_position(conn, self.name))
+                    self._listening.set()
+                    while not self._stopping.is_set():
+                        for note in conn.notifies(timeout=0.5):
+                            if note.payload.startswith(self.prefix):
+                                self._advance(int(note.payload[len(self.prefix):]))
+            except psycopg.Error:
+                if not self._stopping.is_set():
+                    log.warning("watermark listener lost its connection; reconnecting")
+                    self._stopping.wait(1.0)
