@@ -41,6 +41,12 @@ class Ledger(Application[UUID]):
         if datastore is not None:
             forbid_rewrites(datastore, self.recorder.events_table_name)  # type: ignore[attr-defined]
 
+    def close(self) -> None:
+        close_writer = getattr(self.recorder, "close_writer", None)
+        if close_writer is not None:
+            close_writer()
+        super().close()
+
     # --- lots ----------------------------------------------------------------------------
 
     def register_lot(self, new: NewLot, *, actor_id: UUID | None) -> Committed[Lot]:
@@ -109,9 +115,12 @@ class Ledger(Application[UUID]):
 
     def get_lot(self, lot_id: UUID) -> Lot:
         try:
-            return self.repository.get(lot_id)
+            lot = self.repository.get(lot_id)
         except AggregateNotFoundError:
-            raise LotNotFound(str(lot_id)) from None
+            lot = None
+        if not isinstance(lot, Lot):  # an id of some other aggregate is no lot either
+            raise LotNotFound(str(lot_id))
+        return lot
 
     def find_lot_by_code(self, lot_code: str) -> Lot | None:
         try:
@@ -127,10 +136,8 @@ class Ledger(Application[UUID]):
         lot: Lot | None
         if ref.lot_id is not None:
             try:
-                lot = self.repository.get(ref.lot_id)
-            except AggregateNotFoundError:
-                lot = None
-            if lot is not None and not isinstance(lot, Lot):
+                lot = self.get_lot(ref.lot_id)
+            except LotNotFound:
                 lot = None
             if lot is not None and ref.lot_code is not None and lot.lot_code != ref.lot_code:
                 lot = None

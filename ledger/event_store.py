@@ -12,11 +12,18 @@ if TYPE_CHECKING:
 
 
 def postgres_env(
-    database_url: str, *, schema: str = "public", pool_size: int = 10, max_overflow: int = 10
+    database_url: str,
+    *,
+    schema: str = "public",
+    pool_size: int = 10,
+    max_overflow: int = 10,
+    group_commit: bool = True,
 ) -> dict[str, str]:
     """The `eventsourcing` environment for a libpq URL (host may be a socket directory)."""
     params = conninfo_to_dict(database_url)
+    recorder = {"APPLICATION_RECORDER_TOPIC": "ledger.group_commit:GroupCommitRecorder"}
     return {
+        **(recorder if group_commit else {}),
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
         "POSTGRES_DBNAME": str(params.get("dbname") or "postgres"),
         "POSTGRES_HOST": str(params.get("host") or "127.0.0.1"),
