@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import math
+from decimal import Decimal
 from typing import Any
 
 from eventsourcing.persistence import OperationalError as StoreOperationalError
 from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
+from fastapi.encoders import decimal_encoder, jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from psycopg import OperationalError as PgOperationalError
 from psycopg_pool import PoolTimeout
@@ -36,6 +38,25 @@ LEDGER_STATUS: dict[type[ledger_errors.LedgerError], int] = {
     ledger_errors.UserDeactivated: 401,
 }
 
+# A 422 keeps the validation list form in `detail` (contract), located at this body field.
+LEDGER_422_FIELD: dict[type[ledger_errors.LedgerError], str] = {
+    ledger_errors.InvalidQuantity: "inputs",
+    ledger_errors.SelfConsumption: "inputs",
+    ledger_errors.DuplicateInput: "inputs",
+    ledger_errors.NotesRequired: "notes",
+}
+
+
+def _decimal_input(value: Decimal) -> int | float | str:
+    # As FastAPI encodes a refused decimal, except where orjson cannot write the number
+    # (a weight of 1e30 would otherwise turn its 422 into a 500).
+    encoded = decimal_encoder(value)
+    if isinstance(encoded, int) and not -(2**63) <= encoded < 2**64:
+        return str(value)
+    if isinstance(encoded, float) and not math.isfinite(encoded):
+        return str(value)
+    return encoded
+
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None):
     return LegacyJSONResponse(legacy_shapes.error(message), status_code=status, headers=headers)
@@ -56,14 +77,22 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError):
         errors = [
-            {k: v for k, v in e.items() if k != "url"} for e in jsonable_encoder(exc.errors())
+            {k: v for k, v in e.items() if k != "url"}
+            for e in jsonable_encoder(exc.errors(), custom_encoder={Decimal: _decimal_input})
         ]
         body = legacy_shapes.validation_error(errors, _summary(errors) if errors else "Invalid")
         return LegacyJSONResponse(body, status_code=422)
 
     @app.exception_handler(ledger_errors.LedgerError)
     async def ledger_error(_: Request, exc: ledger_errors.LedgerError):
-        return error_response(LEDGER_STATUS.get(type(exc), 409), str(exc))
+        status = LEDGER_STATUS.get(type(exc), 409)
+        if status == 422:
+            field = LEDGER_422_FIELD.get(type(exc))
+            loc = ["body", field] if field else ["body"]
+            errors = [{"type": "value_error", "loc": loc, "msg": str(exc), "input": None}]
+            body = legacy_shapes.validation_error(errors, _summary(errors))
+            return LegacyJSONResponse(body, status_code=422)
+        return error_response(status, str(exc))
 
     async def unavailable(_: Request, exc: Exception):
         log.warning("database unavailable: %s", exc)

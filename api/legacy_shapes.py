@@ -15,6 +15,8 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+import orjson
+
 from ledger.lot import Lot
 from ledger.user import User
 
@@ -59,9 +61,26 @@ def lot(row: Mapping[str, Any]) -> dict[str, Any]:
         "operator_id": uuid(row["operator_id"]),
         "weight_kg": decimal(row["weight_kg"]),
         "temperature_c": decimal(row["temperature_c"]),
-        "metadata": row["metadata"],
+        "metadata": _metadata_numbers(row["metadata"]),
         "created_at": timestamp(row["created_at"]),
     }
+
+
+def _metadata_numbers(value: Any) -> Any:
+    """Metadata numbers as jsonb prints them, whichever path the body was built from.
+
+    jsonb keeps 1e+20 as the digits 100000000000000000000 (read back as an int that
+    orjson cannot encode past 64 bits); the event still holds the float.
+    """
+    if isinstance(value, float) and value.is_integer() and abs(value) >= 1e16:
+        value = int(Decimal(repr(value)))
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if -(2**63) <= value < 2**64 else orjson.Fragment(str(value))
+    if isinstance(value, dict):
+        return {k: _metadata_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_metadata_numbers(v) for v in value]
+    return value
 
 
 def lot_from_aggregate(aggregate: Lot) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 from typing import Annotated, Any
 from uuid import UUID
@@ -60,6 +61,20 @@ class InputIn(BaseModel):
         return self
 
 
+def _finite_numbers(value: Any) -> Any:
+    # NaN, Infinity or 1e400 would be recorded in the event but refused by jsonb, which
+    # would stop the projector at that event for good.
+    if isinstance(value, (Decimal, float)) and not math.isfinite(float(value)):
+        raise ValueError("metadata numbers must be finite")
+    if isinstance(value, dict):
+        for item in value.values():
+            _finite_numbers(item)
+    elif isinstance(value, list):
+        for item in value:
+            _finite_numbers(item)
+    return value
+
+
 class LotIn(BaseModel):
     model_config = STRICT
 
@@ -70,7 +85,7 @@ class LotIn(BaseModel):
     operator_id: UUID | None = None
     weight_kg: WeightKg | None = None
     temperature_c: TemperatureC | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Annotated[dict[str, Any], AfterValidator(_finite_numbers)] | None = None
     inputs: Annotated[list[InputIn], Field(max_length=200)] = []
 
 

@@ -57,6 +57,7 @@ class Ledger(Application[UUID]):
             if self.lot_code_taken(new.lot_code):
                 raise LotCodeAlreadyExists(new.lot_code)
             parents = [(self._input_lot(ref), ref) for ref in new.inputs]
+            _check_parents_distinct(parents)
             lot = Lot(
                 id=lot_id,
                 lot_code=new.lot_code,
@@ -236,6 +237,15 @@ class Ledger(Application[UUID]):
     def _save(self, *aggregates: object) -> int:
         recordings = self.save(*aggregates)  # type: ignore[arg-type]
         return max(r.notification.id for r in recordings)
+
+
+def _check_parents_distinct(parents: list[tuple[Lot, InputRef]]) -> None:
+    """One parent named once by id and once by code is still listed twice."""
+    seen: set[UUID] = set()
+    for parent, ref in parents:
+        if parent.id in seen:
+            raise DuplicateInput(ref.reference)
+        seen.add(parent.id)
 
 
 def _retrying(attempt: Callable[[], T], on_conflict: Callable[[], None] | None = None) -> T:

@@ -109,7 +109,8 @@ class Lot(Aggregate):
         actor_id: UUID | None,
     ) -> None:
         self.check_notes(decision, notes)
-        self._qc_decision_recorded(
+        self.trigger_event(
+            self.QcDecisionRecorded,
             decision_id=decision_id,
             decision=decision,
             qc_gate_id=qc_gate_id,
@@ -127,21 +128,22 @@ class Lot(Aggregate):
         ):
             raise NotesRequired(decision, MIN_NOTES_FOR_BLOCKING_DECISION)
 
-    @event("QcDecisionRecorded")
-    def _qc_decision_recorded(  # noqa: PLR0913
-        self,
-        decision_id: UUID,
-        decision: str,
-        qc_gate_id: UUID | None,
-        operator_id: UUID | None,
-        notes: str | None,
-        temperature_c: Decimal | None,
-        digital_signature: str | None,
-        actor_id: UUID | None,
-    ) -> None:
-        self.qc_history.append(
-            QcRecord(decision_id, QcDecision(decision), notes, self.modified_on)
-        )
+    class QcDecisionRecorded(Aggregate.Event):
+        decision_id: UUID
+        decision: str
+        qc_gate_id: UUID | None
+        operator_id: UUID | None
+        notes: str | None
+        temperature_c: Decimal | None
+        digital_signature: str | None
+        actor_id: UUID | None
+
+        def apply(self, aggregate: Lot) -> None:
+            # The decision's own time: inside an @event body, `modified_on` is still the
+            # time of the previous event.
+            aggregate.qc_history.append(
+                QcRecord(self.decision_id, QcDecision(self.decision), self.notes, self.timestamp)
+            )
 
 
 class LotCode(Aggregate):

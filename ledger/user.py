@@ -53,12 +53,16 @@ class User(Aggregate):
         """Records a successful login; returns the previous one, which clients display."""
         self.check_active()
         previous = self.last_login
-        self._logged_in(actor_id=self.id)
+        self.trigger_event(self.LoggedIn, actor_id=self.id)
         return previous
 
-    @event("LoggedIn")
-    def _logged_in(self, actor_id: UUID | None) -> None:
-        self.last_login = self.modified_on
+    class LoggedIn(Aggregate.Event):
+        actor_id: UUID | None
+
+        def apply(self, aggregate: User) -> None:
+            # The login's own time: inside an @event body, `modified_on` is still the
+            # time of the previous event.
+            aggregate.last_login = self.timestamp
 
 
 class UserEmail(Aggregate):

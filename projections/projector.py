@@ -100,6 +100,12 @@ class Projector:
     def apply(self, notifications: Sequence[Notification]) -> int:
         """Applies one batch in one transaction; returns the position afterwards."""
         with self.pool.connection() as conn, conn.transaction():
+            # The row must exist to be locked: two projectors on a new schema then queue here.
+            conn.execute(
+                "INSERT INTO projection_tracking (name, position) VALUES (%s, 0)"
+                " ON CONFLICT (name) DO NOTHING",
+                (self.name,),
+            )
             row = conn.execute(
                 "SELECT position FROM projection_tracking WHERE name = %s FOR UPDATE",
                 (self.name,),
@@ -112,10 +118,9 @@ class Projector:
             apply_ops(conn, ops)
             position = fresh[-1].id
             conn.execute(
-                "INSERT INTO projection_tracking (name, position) VALUES (%s, %s)"
-                " ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position,"
-                " updated_at = now()",
-                (self.name, position),
+                "UPDATE projection_tracking SET position = %s, updated_at = now()"
+                " WHERE name = %s",
+                (position, self.name),
             )
             conn.execute(
                 "SELECT pg_notify(%s, %s)",

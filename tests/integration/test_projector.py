@@ -1,0 +1,392 @@
+"""The projector turns the event log into the read tables exactly once, in batches.
+
+The scenario throughout: RAW beef is received, mixed into MIX lots, QC holds and
+releases, finished goods (FG) are made, and plant staff log in.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from eventsourcing.persistence import Notification
+
+from ledger.commands import InputRef, NewLot, NewQcDecision
+from ledger.values import SYSTEM_ACTOR_ID
+from projections.handlers import HANDLERS, ops_for
+from projections.projector import Projector, ProjectorRunner, apply_ops
+from projections.schema import READ_TABLES, truncate_read_tables
+
+
+class Crash(RuntimeError):
+    """The projector process dies after applying a batch, before its commit."""
+
+
+class CountingProjector(Projector):
+    """Remembers the size of every batch it applies (one transaction each)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.batches: list[int] = []
+
+    def apply(self, notifications: Sequence[Notification]) -> int:
+        self.batches.append(len(notifications))
+        return super().apply(notifications)
+
+
+def projector_like(container, cls: type[Projector] = Projector, **overrides: Any) -> Projector:
+    """Another projector process on the same schema and projection name."""
+    return cls(
+        pool=container.read_pool,
+        recorder=container.ledger.recorder,
+        mapper=container.ledger.mapper,
+        schema=container.settings.database_schema,
+        **overrides,
+    )
+
+
+def snapshot(container) -> dict[str, list[tuple]]:
+    """Every read table, rows in a deterministic order."""
+    with container.read_pool.connection() as conn:
+        return {
+            table: sorted(conn.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
+            for table in READ_TABLES
+        }
+
+
+def scalar(container, sql: str, *params: object) -> Any:
+    with container.read_pool.connection() as conn:
+        return conn.execute(sql, params).fetchone()[0]
+
+
+def head(container) -> int:
+    return scalar(container, f"SELECT coalesce(max(notification_id), 0) FROM"
+                             f" {container.events_table}")
+
+
+def all_notifications(container) -> list[Notification]:
+    return container.ledger.recorder.select_notifications(start=1, limit=10_000)
+
+
+def register(ledger, code: str, lot_type: str, weight: str | None, *inputs: tuple[str, str]):
+    new = NewLot(
+        lot_code=code,
+        lot_type=lot_type,
+        weight_kg=None if weight is None else Decimal(weight),
+        metadata_json='{"line": 2, "supplier": "Estancia Sur"}',
+        inputs=tuple(InputRef(Decimal(kg), lot_code=parent) for parent, kg in inputs),
+    )
+    return ledger.register_lot(new, actor_id=SYSTEM_ACTOR_ID).aggregate
+
+
+def receive_and_mix(ledger) -> None:
+    """RAW-BEEF-1 (100 kg) and RAW-BEEF-2 (80 kg) go into MIX-1."""
+    register(ledger, "RAW-BEEF-1", "RAW", "100")
+    register(ledger, "RAW-BEEF-2", "RAW", "80")
+    register(ledger, "MIX-1", "MIX", "70", ("RAW-BEEF-1", "40"), ("RAW-BEEF-2", "30"))
+
+
+def a_day_at_the_plant(ledger, after_each_step: Callable[[], object] = lambda: None) -> None:
+    """Every kind of event the read side handles, and the ones it ignores."""
+    users: dict[str, Any] = {}
+
+    def raw():
+        return ledger.find_lot_by_code("RAW-BEEF-1")
+
+    def add_user(email: str, role: str) -> None:
+        users[email] = ledger.register_user(
+            email=email, full_name=None, role=role, password_hash="h1",
+            actor_id=SYSTEM_ACTOR_ID,
+        ).aggregate
+
+    steps: list[Callable[[], object]] = [
+        lambda: receive_and_mix(ledger),
+        lambda: ledger.record_qc_decision(
+            NewQcDecision(lot_id=raw().id, decision="HOLD", notes="Temperature excursion"),
+            actor_id=None,
+        ),
+        lambda: ledger.record_qc_decision(
+            NewQcDecision(lot_id=raw().id, decision="PASS"), actor_id=None
+        ),
+        lambda: register(ledger, "MIX-2", "MIX", None, ("RAW-BEEF-1", "60")),
+        lambda: register(ledger, "FG-1", "FG", "70", ("MIX-1", "35"), ("MIX-2", "35")),
+        lambda: add_user("qa@plant.example", "OPERATOR"),
+        lambda: ledger.change_role(users["qa@plant.example"].id, "MANAGER", actor_id=None),
+        lambda: ledger.change_password(users["qa@plant.example"].id, "h2", actor_id=None),
+        lambda: ledger.record_login(users["qa@plant.example"].id),
+        lambda: ledger.record_login(users["qa@plant.example"].id),
+        lambda: add_user("temp@plant.example", "VIEWER"),
+        lambda: ledger.deactivate_user(users["temp@plant.example"].id, actor_id=None),
+    ]
+    for step in steps:
+        step()
+        after_each_step()
+
+
+# --- what the tables say ---------------------------------------------------------------
+
+
+def test_the_read_tables_show_the_plant_as_recorded(container, ledger):
+    a_day_at_the_plant(ledger)
+
+    container.projector.catch_up()
+
+    rows = snapshot(container)
+    assert len(rows["lots"]) == 5
+    assert len(rows["lot_genealogy"]) == len(rows["lot_edges"]) == 5
+    assert [r[4] for r in sorted(rows["qc_decisions"], key=lambda r: r[8])] == ["HOLD", "PASS"]
+    raw = ledger.find_lot_by_code("RAW-BEEF-1")
+    assert scalar(container, "SELECT consumed_kg FROM lot_state WHERE lot_id = %s",
+                  raw.id) == Decimal(100)
+    assert scalar(container, "SELECT qc_status FROM lot_state WHERE lot_id = %s",
+                  raw.id) == "PASS"
+    assert scalar(container, "SELECT qc_decided_at FROM lot_state WHERE lot_id = %s",
+                  raw.id) == raw.qc_history[-1].decided_at
+    qa = ledger.find_user_by_email("qa@plant.example")
+    assert scalar(container, "SELECT role FROM users WHERE id = %s", qa.id) == "MANAGER"
+    assert scalar(container, "SELECT last_login FROM users WHERE id = %s",
+                  qa.id) == qa.last_login
+    assert scalar(container, "SELECT count(*) FROM user_state WHERE NOT active") == 1
+
+
+# --- exactly once ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("batch_size", [500, 3], ids=["one-batch", "small-batches"])
+def test_a_crash_between_apply_and_commit_loses_nothing_and_duplicates_nothing(
+    container, ledger, batch_size
+):
+    receive_and_mix(ledger)
+    crashes: list[int] = []
+
+    def die_on_second_batch(fresh: list[Notification]) -> None:
+        crashes.append(fresh[-1].id)
+        if len(crashes) == (2 if batch_size == 3 else 1):
+            raise Crash
+
+    crashing = projector_like(container, batch_size=batch_size,
+                              before_commit=die_on_second_batch)
+    with pytest.raises(Crash):
+        crashing.catch_up()
+
+    committed = crashes[0] if batch_size == 3 else 0
+    assert container.projector.position() == committed
+    if committed == 0:
+        assert all(rows == [] for rows in snapshot(container).values())
+    else:
+        # The first batch (RAW-BEEF-1 with its code claim, RAW-BEEF-2) stays; no MIX-1 yet.
+        assert scalar(container, "SELECT count(*) FROM lots") == 2
+        assert scalar(container, "SELECT count(*) FROM lot_genealogy") == 0
+
+    # The restarted projector resumes from its committed position.
+    assert projector_like(container, batch_size=batch_size).catch_up() == head(container)
+
+    rows = snapshot(container)
+    assert sorted(r[1] for r in rows["lots"]) == ["MIX-1", "RAW-BEEF-1", "RAW-BEEF-2"]
+    assert len(rows["lot_genealogy"]) == len(rows["lot_edges"]) == 2
+    assert sorted(r[4] for r in rows["lot_state"]) == [0, Decimal(30), Decimal(40)]
+
+
+def test_a_batch_already_applied_is_skipped_by_tracking(container, ledger):
+    receive_and_mix(ledger)
+    batch = all_notifications(container)
+    container.projector.apply(batch)
+    before = snapshot(container)
+
+    # A second projector (or a replayed subscription) hands over the same batch.
+    position = projector_like(container).apply(batch)
+
+    assert position == batch[-1].id
+    assert snapshot(container) == before
+
+
+def test_applying_the_same_events_twice_without_tracking_changes_nothing(container, ledger):
+    a_day_at_the_plant(ledger)
+    ops = [
+        op for n in all_notifications(container)
+        for op in ops_for(container.ledger.mapper.to_domain_event(n))
+    ]
+
+    with container.read_pool.connection() as conn, conn.transaction():
+        apply_ops(conn, ops)
+    once = snapshot(container)
+    with container.read_pool.connection() as conn, conn.transaction():
+        apply_ops(conn, ops)
+
+    assert snapshot(container) == once
+    # RAW-BEEF-1 100 kg, RAW-BEEF-2 30 kg, MIX-1 35 kg, MIX-2 35 kg: counted once each.
+    assert scalar(container, "SELECT sum(consumed_kg) FROM lot_state") == Decimal(200)
+
+
+def test_replaying_an_old_consumption_after_a_newer_qc_decision_changes_nothing(
+    container, ledger
+):
+    receive_and_mix(ledger)
+    raw = ledger.find_lot_by_code("RAW-BEEF-1")
+    ledger.record_qc_decision(
+        NewQcDecision(lot_id=raw.id, decision="FAIL", notes="Foreign body found in trim"),
+        actor_id=None,
+    )
+    container.projector.catch_up()
+    before = snapshot(container)
+    consumed = [n for n in all_notifications(container) if n.topic.endswith("Lot.Consumed")]
+
+    with container.read_pool.connection() as conn, conn.transaction():
+        for n in consumed:
+            apply_ops(conn, list(ops_for(container.ledger.mapper.to_domain_event(n))))
+
+    assert snapshot(container) == before
+
+
+# --- tracking advances over every event ------------------------------------------------
+
+
+def test_every_event_the_read_side_ignores_still_advances_tracking(container, ledger):
+    register(ledger, "RAW-BEEF-1", "RAW", "100")  # ends with LotCode.Claimed
+    ledger.register_user(email="op@plant.example", full_name=None, role="OPERATOR",
+                         password_hash=None, actor_id=None)  # ends with UserEmail.Claimed
+    notifications = all_notifications(container)
+    ignored = [n for n in notifications if n.topic.endswith(".Claimed")]
+    assert notifications[-1] in ignored
+    assert all(ops_for(container.ledger.mapper.to_domain_event(n)) == () for n in ignored)
+
+    assert container.projector.catch_up() == notifications[-1].id
+    assert container.projector.position() == head(container)
+
+    # A batch of only ignored events moves the position too.
+    register(ledger, "RAW-BEEF-2", "RAW", "80")
+    claim = all_notifications(container)[-1]
+    assert claim.topic.endswith("LotCode.Claimed")
+    assert container.projector.apply([claim]) == claim.id
+    assert scalar(container, "SELECT position FROM projection_tracking WHERE name = %s",
+                  container.projector.name) == claim.id
+
+
+def test_every_event_topic_in_the_log_is_either_handled_or_known_to_be_ignored(
+    container, ledger
+):
+    a_day_at_the_plant(ledger)
+    handled = {f"{cls.__module__}:{cls.__qualname__}" for cls in HANDLERS}
+
+    topics = {n.topic for n in all_notifications(container)}
+
+    assert topics - handled == {"ledger.lot:LotCode.Claimed", "ledger.user:UserEmail.Claimed"}
+
+
+# --- batching --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("batch_size", "expected_batches"),
+    [(500, [300]), (100, [100, 100, 100]), (128, [128, 128, 44])],
+)
+def test_300_events_are_applied_many_per_transaction(
+    container, ledger, batch_size, expected_batches
+):
+    for n in range(150):  # each receipt: Lot.Registered + LotCode.Claimed
+        register(ledger, f"RAW-{n:03}", "RAW", "25")
+    projector = projector_like(container, CountingProjector, batch_size=batch_size)
+
+    position = projector.catch_up()
+
+    assert projector.batches == expected_batches
+    assert position == head(container) == projector.position()
+    assert scalar(container, "SELECT count(*) FROM lots") == 150
+    assert scalar(container, "SELECT count(*) FROM lot_state") == 150
+
+
+# --- rebuild ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rebuild_batch_size", [500, 1], ids=["one-batch", "event-by-event"])
+def test_a_rebuild_from_zero_equals_the_tables_built_as_the_day_went(
+    container, ledger, rebuild_batch_size
+):
+    # Built incrementally: the projector catches up after every step of the day.
+    a_day_at_the_plant(ledger, after_each_step=container.projector.catch_up)
+    incremental = snapshot(container)
+    assert sum(len(rows) for rows in incremental.values()) > 20
+
+    with container.read_pool.connection() as conn, conn.transaction():
+        truncate_read_tables(conn, container.projector.name)
+    assert container.projector.position() == 0
+    assert all(rows == [] for rows in snapshot(container).values())
+    projector_like(container, batch_size=rebuild_batch_size).catch_up()
+
+    assert snapshot(container) == incremental
+    assert container.projector.position() == head(container)
+
+
+# --- only one projector runs at a time ---------------------------------------------------
+
+
+def wait_until(condition, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def test_two_projector_processes_take_turns_and_the_standby_takes_over(container, ledger):
+    runners = [
+        ProjectorRunner(projector_like(container), container.conninfo, retry_seconds=0.1)
+        for _ in range(2)
+    ]
+    try:
+        for runner in runners:
+            runner.start()
+        assert wait_until(lambda: any(r.active.is_set() for r in runners))
+        time.sleep(1.2)  # the standby polls the lock every 0.5 s: give it two tries
+        active = [r for r in runners if r.active.is_set()]
+        assert len(active) == 1
+        (leader,) = active
+        (standby,) = [r for r in runners if r is not leader]
+
+        receive_and_mix(ledger)
+        assert wait_until(lambda: container.projector.position() == head(container))
+        assert scalar(container, "SELECT count(*) FROM lots") == 3
+
+        leader.stop()
+        assert not leader.active.is_set()
+        assert wait_until(standby.active.is_set)
+
+        register(ledger, "FG-1", "FG", "20", ("MIX-1", "20"))
+        assert wait_until(lambda: container.projector.position() == head(container))
+        assert scalar(container, "SELECT count(*) FROM lots") == 4
+        assert scalar(container, "SELECT count(*) FROM lot_genealogy") == 3
+    finally:
+        for runner in runners:
+            runner.stop()
+
+
+def test_a_running_projector_that_crashes_mid_batch_restarts_and_projects_once(
+    container, ledger
+):
+    crashes: list[int] = []
+
+    def crash_once(fresh: list[Notification]) -> None:
+        if not crashes:
+            crashes.append(fresh[-1].id)
+            raise Crash
+
+    runner = ProjectorRunner(
+        projector_like(container, before_commit=crash_once), container.conninfo,
+        retry_seconds=0.1,
+    )
+    receive_and_mix(ledger)
+    try:
+        runner.start()
+        assert wait_until(lambda: container.projector.position() == head(container))
+    finally:
+        runner.stop()
+
+    assert crashes == [head(container)]  # the first attempt had the whole log, and died
+    rows = snapshot(container)
+    assert sorted(r[1] for r in rows["lots"]) == ["MIX-1", "RAW-BEEF-1", "RAW-BEEF-2"]
+    assert len(rows["lot_genealogy"]) == 2
+    assert sorted(r[4] for r in rows["lot_state"]) == [0, Decimal(30), Decimal(40)]

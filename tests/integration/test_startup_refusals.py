@@ -1,0 +1,123 @@
+"""A production plant server refuses to start with a guessable secret or e-mail-only login."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from api.composition import Container
+from api.main import create_app
+from api.settings import ConfigurationError, Settings
+
+STRONG_SECRET = "prod-" + "Qm7vX2pL9rT4wK8sN3bZ6yH1" * 2
+CLI = [sys.executable, "-c", "from api.cli import main; main()"]
+
+REFUSED = {
+    "no-secret": ({"secret_key": None}, "SECRET_KEY is not set"),
+    "changeme": ({"secret_key": "changeme"}, "SECRET_KEY is a default or placeholder value"),
+    "secret": ({"secret_key": "secret"}, "SECRET_KEY is a default or placeholder value"),
+    "padded-placeholder": ({"secret_key": " ChangeMe "}, "placeholder"),
+    "one-character-repeated": ({"secret_key": "a" * 64}, "placeholder"),
+    "too-short": ({"secret_key": "Kp2mQ9vR4sT8wZ1"}, "shorter than 32 characters"),
+    "passwordless-login": (
+        {"secret_key": STRONG_SECRET, "flowviz_passwordless_login": True},
+        "FLOWVIZ_PASSWORDLESS_LOGIN must be off in production",
+    ),
+}
+
+
+@pytest.fixture
+def production(settings: Settings):
+    def make(**overrides: object) -> Settings:
+        # Validated as if read from the environment, so secrets become SecretStr.
+        return Settings(**{**settings.model_dump(), "environment": "production", **overrides})
+
+    return make
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_the_container_refuses_a_production_start(production, case):
+    """The composition root will not wire a production server with this configuration."""
+    overrides, reason = REFUSED[case]
+    with pytest.raises(ConfigurationError, match="refusing to start in production") as refused:
+        Container(production(**overrides))
+    assert reason in str(refused.value)
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_the_app_factory_refuses_a_production_start(production, case):
+    """The uvicorn factory fails the same way before serving anything."""
+    overrides, reason = REFUSED[case]
+    with pytest.raises(ConfigurationError) as refused:
+        create_app(settings=production(**overrides))
+    assert reason in str(refused.value)
+
+
+def test_the_refusal_names_every_problem_at_once(production):
+    """An operator fixing the config sees all problems in one go, not one per restart."""
+    with pytest.raises(ConfigurationError) as refused:
+        Container(production(secret_key="changeme", flowviz_passwordless_login=True))
+    assert "SECRET_KEY" in str(refused.value)
+    assert "FLOWVIZ_PASSWORDLESS_LOGIN" in str(refused.value)
+
+
+def test_a_strong_secret_starts_in_production(production):
+    """With a long random secret and password login, production starts and serves."""
+    from fastapi.testclient import TestClient  # noqa: PLC0415
+
+    app = create_app(settings=production(secret_key=STRONG_SECRET))
+    with TestClient(app) as client:
+        assert client.get("/api/health").json()["status"] == "ok"
+    assert app.state.container.settings.environment == "production"
+
+
+def _cli_env(database_url: str, schema: str, **extra: str) -> dict[str, str]:
+    env = {
+        k: v for k, v in os.environ.items()
+        if k not in {"SECRET_KEY", "FLOWVIZ_PASSWORDLESS_LOGIN", "ENVIRONMENT", "DATABASE_URL"}
+    }
+    return {**env, "DATABASE_URL": database_url, "DATABASE_SCHEMA": schema,
+            "NO_COLOR": "1", "COLUMNS": "200", **extra}
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ({"SECRET_KEY": "changeme"}, "SECRET_KEY"),
+        ({}, "SECRET_KEY"),
+        ({"SECRET_KEY": STRONG_SECRET, "FLOWVIZ_PASSWORDLESS_LOGIN": "true"},
+         "FLOWVIZ_PASSWORDLESS_LOGIN"),
+    ],
+    ids=["placeholder-secret", "no-secret", "passwordless-login"],
+)
+def test_flowviz_serve_exits_at_once_with_a_plain_message(database_url, schema, extra, named):
+    """`flowviz serve` in production with a bad config exits non-zero within seconds,
+    naming the problem, without a Python traceback and without binding a port."""
+    started = time.monotonic()
+    result = subprocess.run(
+        [*CLI, "serve", "--port", "1"],
+        env=_cli_env(database_url, schema, ENVIRONMENT="production", **extra),
+        capture_output=True, text=True, timeout=60,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert time.monotonic() - started < 30
+    assert named in output
+    assert "Traceback" not in output
+
+
+def test_flowviz_serve_demo_is_refused_in_production(database_url, schema):
+    """`--demo` turns on e-mail-only login, which production must not allow."""
+    result = subprocess.run(
+        [*CLI, "serve", "--demo", "--port", "1"],
+        env=_cli_env(database_url, schema, ENVIRONMENT="production", SECRET_KEY=STRONG_SECRET),
+        capture_output=True, text=True, timeout=60,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "FLOWVIZ_PASSWORDLESS_LOGIN" in output
+    assert "Traceback" not in output

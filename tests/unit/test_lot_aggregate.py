@@ -1,0 +1,252 @@
+"""The Lot aggregate on its own: what a lot of beef may and may not be used for.
+
+No database here: lots are built directly and their methods called, as the ledger does.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from uuid import UUID, uuid4
+
+import pytest
+
+from ledger.errors import (
+    InsufficientQuantity,
+    InvalidQuantity,
+    LedgerError,
+    LotNotConsumable,
+    NotesRequired,
+)
+from ledger.lot import Lot, LotCode
+from ledger.values import MIN_NOTES_FOR_BLOCKING_DECISION
+
+REASON = "Core temperature 9 C at receiving"  # long enough for HOLD and FAIL
+
+
+def new_lot(code: str = "RAW-BEEF-1", *, weight_kg: str | None = "100", **extra) -> Lot:
+    fields = {
+        "id": uuid4(),
+        "lot_code": code,
+        "lot_type": "RAW",
+        "production_run_id": None,
+        "phase_id": None,
+        "operator_id": None,
+        "weight_kg": None if weight_kg is None else Decimal(weight_kg),
+        "temperature_c": Decimal("3.5"),
+        "metadata_json": "{}",
+        "inputs": [],
+        "actor_id": None,
+    } | extra
+    return Lot(**fields)
+
+
+def decide(lot: Lot, decision: str, notes: str | None = REASON) -> None:
+    lot.record_qc_decision(
+        decision_id=uuid4(),
+        decision=decision,
+        qc_gate_id=None,
+        operator_id=None,
+        notes=notes,
+        temperature_c=None,
+        digital_signature=None,
+        actor_id=None,
+    )
+
+
+def consume(lot: Lot, kg: str, child: UUID | None = None) -> None:
+    lot.consume(child_lot_id=child or uuid4(), quantity_kg=Decimal(kg), actor_id=None)
+
+
+# --- registration ---------------------------------------------------------------------
+
+
+def test_a_freshly_received_raw_beef_lot_is_unused_and_has_no_qc_decision():
+    lot = new_lot(weight_kg="100")
+
+    assert lot.version == 1
+    assert lot.consumed_kg == 0
+    assert lot.remaining_kg == Decimal("100")
+    assert lot.qc_status is None
+    assert lot.consumers == []
+    assert [type(e) for e in lot.collect_events()] == [Lot.Registered]
+
+
+def test_a_mix_lot_records_which_raw_lots_went_into_it():
+    raw_id = uuid4()
+    inputs = [{"lot_id": raw_id, "lot_code": "RAW-BEEF-1", "quantity_used_kg": Decimal("40")}]
+
+    mix = new_lot("MIX-1", lot_type="MIX", inputs=inputs)
+
+    assert mix.inputs == inputs
+    (registered,) = mix.collect_events()
+    assert registered.inputs == inputs
+    assert registered.lot_code == "MIX-1"
+
+
+# --- consumption ----------------------------------------------------------------------
+
+
+def test_mixing_uses_part_of_a_raw_lot_and_remembers_the_mix():
+    raw, mix_id = new_lot(weight_kg="100"), uuid4()
+
+    consume(raw, "40", child=mix_id)
+
+    assert raw.consumed_kg == Decimal("40")
+    assert raw.remaining_kg == Decimal("60")
+    assert raw.consumers == [mix_id]
+    assert type(raw.collect_events()[-1]) is Lot.Consumed
+
+
+def test_a_raw_lot_can_be_used_up_exactly_over_several_mixes():
+    raw = new_lot(weight_kg="100")
+
+    for kg in ("30", "30", "40"):
+        consume(raw, kg)
+
+    assert raw.consumed_kg == Decimal("100")
+    assert raw.remaining_kg == 0
+
+
+@pytest.mark.parametrize(
+    ("already_used", "requested"),
+    [("0", "100.001"), ("60", "40.5"), ("100", "0.001")],
+    ids=["more-than-the-whole-lot", "more-than-what-is-left", "lot-already-used-up"],
+)
+def test_a_mix_cannot_use_more_raw_beef_than_the_lot_weighed(already_used, requested):
+    raw = new_lot(weight_kg="100")
+    if Decimal(already_used):
+        consume(raw, already_used)
+    version = raw.version
+
+    with pytest.raises(InsufficientQuantity) as refused:
+        consume(raw, requested)
+
+    assert refused.value.lot_code == "RAW-BEEF-1"
+    assert raw.consumed_kg == Decimal(already_used)
+    assert raw.version == version
+
+
+def test_a_lot_of_unknown_weight_has_no_cap_on_consumption():
+    raw = new_lot(weight_kg=None)
+
+    consume(raw, "5000")
+    consume(raw, "5000")
+
+    assert raw.consumed_kg == Decimal("10000")
+    assert raw.remaining_kg is None
+
+
+@pytest.mark.parametrize("kg", ["0", "-1", "-0.001"])
+def test_a_mix_must_use_a_positive_quantity_of_raw_beef(kg):
+    raw = new_lot(weight_kg="100")
+
+    with pytest.raises(InvalidQuantity):
+        consume(raw, kg)
+
+    assert raw.consumed_kg == 0
+    assert raw.version == 1
+
+
+@pytest.mark.parametrize("decision", ["HOLD", "FAIL"])
+def test_raw_beef_on_hold_or_failed_cannot_go_into_a_mix(decision):
+    raw = new_lot()
+    decide(raw, decision)
+
+    with pytest.raises(LotNotConsumable) as refused:
+        consume(raw, "10")
+
+    assert refused.value.decision == decision
+    assert refused.value.lot_code == "RAW-BEEF-1"
+    assert raw.consumed_kg == 0
+
+
+@pytest.mark.parametrize("blocking", ["HOLD", "FAIL"])
+def test_a_later_pass_releases_the_raw_lot_for_mixing(blocking):
+    raw = new_lot()
+    decide(raw, blocking)
+    decide(raw, "PASS", notes=None)
+
+    consume(raw, "10")
+
+    assert raw.qc_status == "PASS"
+    assert raw.consumed_kg == Decimal("10")
+
+
+def test_only_the_latest_qc_decision_counts():
+    raw = new_lot()
+    decide(raw, "PASS", notes=None)
+    decide(raw, "HOLD")
+
+    with pytest.raises(LotNotConsumable):
+        consume(raw, "10")
+    assert [r.decision for r in raw.qc_history] == ["PASS", "HOLD"]
+
+
+def test_quantity_is_checked_before_qc_status_and_nothing_is_recorded():
+    raw = new_lot()
+    decide(raw, "HOLD")
+    version = raw.version
+
+    with pytest.raises(InvalidQuantity):
+        consume(raw, "0")
+
+    assert raw.version == version
+
+
+# --- quality control --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("decision", ["HOLD", "FAIL"])
+@pytest.mark.parametrize(
+    "notes", [None, "", "   ", "x" * (MIN_NOTES_FOR_BLOCKING_DECISION - 1), "  too short  "]
+)
+def test_holding_or_failing_a_lot_requires_a_reason(decision, notes):
+    raw = new_lot()
+
+    with pytest.raises(NotesRequired):
+        decide(raw, decision, notes=notes)
+
+    assert raw.qc_status is None
+    assert raw.version == 1
+
+
+def test_a_reason_of_exactly_the_minimum_length_is_enough():
+    raw = new_lot()
+
+    decide(raw, "HOLD", notes="x" * MIN_NOTES_FOR_BLOCKING_DECISION)
+
+    assert raw.qc_status == "HOLD"
+
+
+def test_a_pass_needs_no_notes_and_is_remembered_with_its_time():
+    raw = new_lot()
+    decision_id = uuid4()
+
+    raw.record_qc_decision(
+        decision_id=decision_id, decision="PASS", qc_gate_id=None, operator_id=None,
+        notes=None, temperature_c=Decimal("2.1"), digital_signature="sig", actor_id=None,
+    )
+
+    (record,) = raw.qc_history
+    assert record.decision_id == decision_id
+    assert record.decision == "PASS"
+    assert record.decided_at == raw.modified_on
+    recorded = raw.collect_events()[-1]
+    assert isinstance(recorded, Lot.QcDecisionRecorded)
+    assert recorded.temperature_c == Decimal("2.1")
+
+
+def test_refusals_are_named_ledger_errors():
+    for error in (InsufficientQuantity, InvalidQuantity, LotNotConsumable, NotesRequired):
+        assert issubclass(error, LedgerError)
+
+
+# --- lot code claims ------------------------------------------------------------------
+
+
+def test_a_lot_code_claim_is_keyed_by_the_code_so_two_claims_collide():
+    first = LotCode(lot_code="FG-2024-001", lot_id=uuid4(), actor_id=None)
+    second = LotCode(lot_code="FG-2024-001", lot_id=uuid4(), actor_id=None)
+
+    assert first.id == second.id == LotCode.id_for("FG-2024-001")
+    assert LotCode.id_for("FG-2024-002") != first.id
