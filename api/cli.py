@@ -7,6 +7,7 @@ import os
 import secrets
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from typing import Annotated
@@ -56,6 +57,20 @@ def database(settings: Settings) -> Iterator[Settings]:
         embedded.stop()
 
 
+@contextlib.contextmanager
+def _shared_metrics(workers: int) -> Iterator[None]:
+    """Several workers write metrics to one folder, so any worker's /metrics sums them all."""
+    if workers < 2 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="flowviz-metrics-") as folder:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+        try:
+            yield
+        finally:
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+
 def _settings() -> Settings:
     try:
         settings = get_settings()
@@ -85,7 +100,7 @@ def serve(
         os.environ["SECRET_KEY"] = secrets.token_urlsafe(48)
         settings = get_settings()
     _exit_on_sigterm()
-    with database(settings) as settings:
+    with database(settings) as settings, _shared_metrics(workers):
         container = Container(settings, run_projector=False)
         try:
             if demo:

@@ -103,11 +103,13 @@ class Container:
         if self._started:
             return
         self._started = True
+        self.metrics.start_refreshing()
         self.watermark.start()
         if self.runner is not None:
             self.runner.start()
 
     def close(self) -> None:
+        self.metrics.stop_refreshing()
         if self.runner is not None:
             self.runner.stop()
         self.watermark.stop()

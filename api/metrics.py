@@ -2,38 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from psycopg_pool import ConnectionPool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-class PoolCollector(Collector):
+class Metrics:
+    """One set per process. Under several workers (PROMETHEUS_MULTIPROC_DIR set before the
+    workers start) values go to shared files and a scrape of any worker sums them all."""
+
     def __init__(self, pools: Callable[[], dict[str, ConnectionPool]]) -> None:
         self._pools = pools
-
-    def collect(self) -> Iterable[GaugeMetricFamily]:
-        active = GaugeMetricFamily(
-            "flowviz_db_pool_connections_active", "Connections lent out", labels=["pool"]
-        )
-        idle = GaugeMetricFamily(
-            "flowviz_db_pool_connections_idle", "Connections waiting in the pool", labels=["pool"]
-        )
-        for name, pool in self._pools().items():
-            stats = pool.get_stats()
-            size, available = stats.get("pool_size", 0), stats.get("pool_available", 0)
-            active.add_metric([name], size - available)
-            idle.add_metric([name], available)
-        yield active
-        yield idle
-
-
-class Metrics:
-    def __init__(self, pools: Callable[[], dict[str, ConnectionPool]]) -> None:
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        self._stop_refreshing = threading.Event()
         self.registry = CollectorRegistry()
         r = self.registry
         self.lots_registered = Counter(
@@ -49,6 +36,14 @@ class Metrics:
             registry=r,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
         )
+        self.pool_active = Gauge(
+            "flowviz_db_pool_connections_active", "Connections lent out", ["pool"],
+            registry=r, multiprocess_mode="livesum",
+        )
+        self.pool_idle = Gauge(
+            "flowviz_db_pool_connections_idle", "Connections waiting in the pool", ["pool"],
+            registry=r, multiprocess_mode="livesum",
+        )
         self.http_requests = Counter(
             "flowviz_http_requests", "HTTP requests", ["method", "path", "status"], registry=r
         )
@@ -58,9 +53,38 @@ class Metrics:
         )
         self.http_in_progress = Gauge(
             "flowviz_http_requests_in_progress", "HTTP requests being served", ["method"],
-            registry=r,
+            registry=r, multiprocess_mode="livesum",
         )
-        r.register(PoolCollector(pools))
+
+    def refresh_pools(self) -> None:
+        for name, pool in self._pools().items():
+            stats = pool.get_stats()
+            size, available = stats.get("pool_size", 0), stats.get("pool_available", 0)
+            self.pool_active.labels(name).set(size - available)
+            self.pool_idle.labels(name).set(available)
+
+    def start_refreshing(self, interval: float = 1.0) -> None:
+        """Keeps this process's pool gauges current for scrapes served by other workers."""
+        if self.multiprocess:
+            self._stop_refreshing.clear()
+            threading.Thread(target=self._refresh_loop, args=(interval,), daemon=True).start()
+
+    def stop_refreshing(self) -> None:
+        self._stop_refreshing.set()
+        if self.multiprocess:
+            mark_process_dead(os.getpid())
+
+    def _refresh_loop(self, interval: float) -> None:
+        while not self._stop_refreshing.wait(interval):
+            self.refresh_pools()
+
+    def exposition(self) -> bytes:
+        self.refresh_pools()
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged)
+        return generate_latest(merged)
 
 
 class HttpMetricsMiddleware:

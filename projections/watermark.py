@@ -58,7 +58,7 @@ class ProjectionWatermark:
                     self._advance(read_position(conn, self.name))
                     self._listening.set()
                     while not self._stopping.is_set():
-                        for note in conn.notifies(timeout=0.5):
+                        for note in conn.notifies(timeout=0.1):
                             if note.payload.startswith(self.prefix):
                                 self._advance(int(note.payload[len(self.prefix):]))
             except psycopg.Error:

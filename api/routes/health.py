@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from api import legacy_shapes
 from api.dependencies import ContainerDep
@@ -19,4 +19,4 @@ async def health() -> LegacyJSONResponse:
 
 @router.get("/metrics", tags=["health"], include_in_schema=False)
 def metrics(container: ContainerDep) -> Response:
-    return Response(generate_latest(container.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(container.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 from psycopg.sql import SQL, Identifier
 
@@ -209,10 +210,10 @@ def serve() -> Iterator:
     """Starts `flowviz serve` as a process; kills it if a test leaves it running."""
     started: list[subprocess.Popen] = []
 
-    def start(env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
+    def start(env: dict[str, str], port: int, log: Path, *extra: str) -> subprocess.Popen:
         with log.open("w") as out:
             process = subprocess.Popen(
-                [*CLI, "serve", "--demo", "--port", str(port), "--log-level", "warning"],
+                [*CLI, "serve", "--demo", "--port", str(port), "--log-level", "warning", *extra],
                 env=env, stdout=out, stderr=subprocess.STDOUT,
             )
         started.append(process)
@@ -265,6 +266,37 @@ def test_serve_demo_shows_the_doner_genealogy_and_stops_on_sigterm(db_env, serve
 
     assert stop(process, log) != -signal.SIGKILL
     assert "Traceback" not in log.read_text()
+
+
+def test_two_workers_share_one_projector_and_one_set_of_metrics(
+    db_env, serve, tmp_path, database_url, schema
+):
+    """With two HTTP workers, every lot is readable at once whichever worker answers,
+    exactly one projector holds the lock, and any worker's /metrics counts all lots."""
+    port, log = free_port(), tmp_path / "serve.log"
+    process = serve(db_env, port, log, "--workers", "2")
+    base = f"http://127.0.0.1:{port}"
+    wait_healthy(base, process, log, timeout=60)
+    token = httpx.post(f"{base}/api/login", json={"email": "admin@flowviz.com"}).json()["token"]
+    headers = {"Authorization": f"Bearer {token}"}
+
+    with httpx.Client(base_url=base, headers=headers, timeout=10) as http:
+        for n in range(12):  # new connections, so both workers take their share
+            with httpx.Client(base_url=base, headers=headers, timeout=10) as fresh:
+                created = fresh.post("/api/lots", json={"lot_code": f"W-{n}", "lot_type": "RAW"})
+                assert created.status_code == 201, created.text
+                assert fresh.get(f"/api/traceability/W-{n}").status_code == 200
+        scrapes = [http.get("/metrics").text for _ in range(6)]
+    assert all('flowviz_lots_registered_total{lot_type="RAW"} 12.0' in s for s in scrapes)
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        holders = conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND objid = hashtext(%s)::oid",
+            (f"flowviz:projector:{schema}:legacy_tables",),
+        ).fetchone()[0]
+    assert holders == 1
+    stop(process, log)
 
 
 def test_serve_demo_without_a_database_stops_its_embedded_postgres(serve, tmp_path):

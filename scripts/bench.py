@@ -1,0 +1,286 @@
+"""Throughput benchmark: every figure is a ratio against a baseline measured in the same run.
+
+    uv run python scripts/bench.py [--duration 10] [--connections 32] [--workers 2]
+
+Uses DATABASE_URL's server (else the embedded PostgreSQL) and creates a fresh database
+for the run. HTTP load comes from wrk (Debian package `wrk`) in its own process; the
+raw-SQL baselines from pgbench at the same concurrency.
+
+(a) POST /api/lots vs a raw single-row INSERT loop      target >= 0.25
+(b) GET /api/traceability vs the three legacy queries    target >= 0.98
+(c) projection lag (append committed -> applied) p50/p99 during (a)   target p99 < 100 ms
+(d) ledger-level appends vs the library's default recorder            target >= 10x
+(e) peak RSS of each server process                                   target < 300 MB
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import psutil
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+ROOT = Path(__file__).resolve().parent.parent
+LUA = ROOT / "scripts" / "bench"
+sys.path.insert(0, str(ROOT))
+
+from ledger.application import Ledger  # noqa: E402
+from ledger.commands import InputRef, NewLot  # noqa: E402
+from ledger.event_store import postgres_env  # noqa: E402
+
+RAW_INSERT = """INSERT INTO bench_raw (lot_code, lot_type, weight_kg, temperature_c, metadata)
+VALUES ('R-' || nextval('bench_raw_seq'), 'RAW', 100.5, 4, '{}');
+"""
+LEGACY_TRACE = """\\set i random(0, {count} - 1)
+SELECT id AS cid FROM lots WHERE lot_code = 'MIX-' || :i \\gset
+SELECT * FROM lots WHERE id = :'cid';
+SELECT l.* FROM lot_genealogy g JOIN lots l ON l.id = g.parent_lot_id WHERE g.child_lot_id = :'cid';
+SELECT l.* FROM lot_genealogy g JOIN lots l ON l.id = g.child_lot_id WHERE g.parent_lot_id = :'cid';
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def with_db(url: str, name: str) -> str:
+    return make_conninfo(**{**conninfo_to_dict(url), "dbname": name})
+
+
+def pgbench(url: str, script: str, clients: int, seconds: int) -> float:
+    params = conninfo_to_dict(url)
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
+        f.write(script)
+    args = ["pgbench", "-n", "-c", str(clients), "-j", "2", "-T", str(seconds), "-f", f.name]
+    env = {**os.environ, "PGHOST": str(params.get("host") or "127.0.0.1"),
+           "PGPORT": str(params.get("port") or 5432), "PGUSER": str(params.get("user") or "postgres"),
+           "PGDATABASE": str(params["dbname"]), "PGPASSWORD": str(params.get("password") or "")}
+    out = subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout
+    return float(re.search(r"tps = ([\d.]+)", out).group(1))
+
+
+def wrk(url: str, script: Path, connections: int, seconds: int, env: dict) -> tuple[float, int, int]:
+    args = ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "-s", str(script), url]
+    out = subprocess.run(args, env={**os.environ, **env}, capture_output=True, text=True, check=True).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    failed = (int(bad.group(1)) if bad else 0) + (sum(map(int, errors.groups())) if errors else 0)
+    return rate, total, failed
+
+
+class RssWatcher(threading.Thread):
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.root = psutil.Process(pid)
+        self.peak: dict[int, int] = {}
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(0.2):
+            for proc in [self.root, *self.root.children(recursive=True)]:
+                try:
+                    if "python" in proc.name() or "flowviz" in proc.name():
+                        rss = proc.memory_info().rss
+                        self.peak[proc.pid] = max(self.peak.get(proc.pid, 0), rss)
+                except psutil.Error:
+                    pass
+
+
+class LagSampler(threading.Thread):
+    """Samples the log head and the projector's position; lag = head seen -> position reached."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.heads: list[tuple[float, int]] = []
+        self.positions: list[tuple[float, int]] = []
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not self.stopping.wait(0.005):
+                head = conn.execute("SELECT coalesce(max(notification_id), 0) FROM ledger_events").fetchone()[0]
+                now = time.perf_counter()
+                pos = conn.execute("SELECT position FROM projection_tracking LIMIT 1").fetchone()
+                self.heads.append((now, head))
+                self.positions.append((time.perf_counter(), pos[0] if pos else 0))
+
+    def lags_ms(self) -> list[float]:
+        lags, j = [], 0
+        for t_head, head in self.heads:
+            while j < len(self.positions) and (self.positions[j][1] < head or self.positions[j][0] < t_head):
+                j += 1
+            if j == len(self.positions):
+                break
+            lags.append((self.positions[j][0] - t_head) * 1000)
+        return lags
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def ledger_rate(url: str, *, group_commit: bool, threads: int, seconds: float) -> float:
+    schema = f"bench_{'gc' if group_commit else 'lib'}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    ledger = Ledger(postgres_env(url, schema=schema, pool_size=threads, group_commit=group_commit))
+    deadline = time.perf_counter() + seconds
+    counts = [0] * threads
+
+    def work(n: int) -> None:
+        i = 0
+        while time.perf_counter() < deadline:
+            ledger.register_lot(NewLot(lot_code=f"L-{n}-{i}", weight_kg=Decimal(1)), actor_id=None)
+            i += 1
+        counts[n] = i
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(work, range(threads)))
+    rate = sum(counts) / (time.perf_counter() - started)
+    ledger.close()
+    return rate
+
+
+def seed_genealogy(url: str, mixes: int) -> None:
+    ledger = Ledger(postgres_env(url, pool_size=8))
+    def one(i: int) -> None:
+        raws = [f"RAW-{i}-{k}" for k in range(2)]
+        for code in raws:
+            ledger.register_lot(NewLot(lot_code=code, lot_type="RAW", weight_kg=Decimal(100)), actor_id=None)
+        ledger.register_lot(NewLot(lot_code=f"MIX-{i}", lot_type="MIX", weight_kg=Decimal(80),
+                                   inputs=tuple(InputRef(Decimal(40), lot_code=c) for c in raws)), actor_id=None)
+        ledger.register_lot(NewLot(lot_code=f"FG-{i}", lot_type="FG", weight_kg=Decimal(80),
+                                   inputs=(InputRef(Decimal(80), lot_code=f"MIX-{i}"),)), actor_id=None)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(one, range(mixes)))
+    ledger.close()
+
+
+def main() -> None:  # noqa: PLR0915 - a script that reads top to bottom
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--mixes", type=int, default=300)
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
+    args = parser.parse_args()
+    for tool in ("wrk", "pgbench"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is needed: apt-get install {'wrk' if tool == 'wrk' else 'postgresql-client'}")
+
+    embedded = None
+    server_url = args.database_url
+    if not server_url:
+        from api.embedded_db import EmbeddedPostgres  # noqa: PLC0415
+        embedded = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="flowviz-bench-")))
+        server_url = embedded.start()
+    name = f"flowviz_bench_{int(time.time())}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = with_db(server_url, name)
+    d, c = args.duration, args.connections
+    results: dict[str, object] = {}
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE SEQUENCE bench_raw_seq; CREATE TABLE bench_raw (id uuid PRIMARY KEY DEFAULT gen_random_uuid(),"
+                         " lot_code text UNIQUE NOT NULL, lot_type text, weight_kg numeric, temperature_c numeric,"
+                         " metadata jsonb, created_at timestamptz NOT NULL DEFAULT now())")
+        print(f"(d) ledger appends, 16 threads, {d}s each ...", flush=True)
+        lib = ledger_rate(url, group_commit=False, threads=16, seconds=d)
+        ours = ledger_rate(url, group_commit=True, threads=16, seconds=d)
+        results["d"] = (ours, lib)
+
+        print("starting server ...", flush=True)
+        port = free_port()
+        env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": uuid.uuid4().hex * 2, "BCRYPT_ROUNDS": "4"}
+        server = subprocess.Popen(
+            [sys.executable, "-c", "from api.cli import main; main()", "serve", "--demo",
+             "--port", str(port), "--workers", str(args.workers), "--log-level", "warning"],
+            env=env, cwd=ROOT)
+        base = f"http://127.0.0.1:{port}"
+        rss = RssWatcher(server.pid)
+        try:
+            for _ in range(300):
+                try:
+                    if httpx.get(f"{base}/api/health").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            token = httpx.post(f"{base}/api/login", json={"email": "admin@flowviz.com"}).json()["token"]
+            rss.start()
+            print(f"seeding {args.mixes} MIX lots with parents and children ...", flush=True)
+            seed_genealogy(url, args.mixes)
+
+            print(f"(a) raw INSERT, pgbench -c {c}, {d}s ...", flush=True)
+            raw = pgbench(url, RAW_INSERT, c, d)
+            print(f"(a) POST /api/lots, wrk -c {c}, {d}s ...", flush=True)
+            with psycopg.connect(url, autocommit=True) as conn:
+                lots_before = conn.execute("SELECT count(*) FROM lots").fetchone()[0]
+            sampler = LagSampler(url)
+            sampler.start()
+            post_rate, post_total, post_failed = wrk(base, LUA / "post_lots.lua", c, d,
+                                                     {"FLOWVIZ_TOKEN": token, "FLOWVIZ_PREFIX": f"B{port}"})
+            time.sleep(1.0)
+            sampler.stopping.set()
+            sampler.join()
+            with psycopg.connect(url, autocommit=True) as conn:
+                lots_after = conn.execute("SELECT count(*) FROM lots").fetchone()[0]
+            results["a"] = (post_rate, raw, post_total, post_failed, lots_after - lots_before)
+            results["c"] = sampler.lags_ms()
+
+            print(f"(b) three legacy queries, pgbench -c {c}, {d}s ...", flush=True)
+            direct = pgbench(url, LEGACY_TRACE.format(count=args.mixes), c, d)
+            print(f"(b) GET /api/traceability, wrk -c {c}, {d}s ...", flush=True)
+            trace_rate, _, trace_failed = wrk(base, LUA / "get_trace.lua", c, d,
+                                              {"FLOWVIZ_TOKEN": token, "FLOWVIZ_MIX_COUNT": str(args.mixes)})
+            results["b"] = (trace_rate, direct, trace_failed)
+        finally:
+            rss.stopping.set()
+            server.terminate()
+            server.wait(30)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if embedded is not None:
+            embedded.stop()
+
+    post_rate, raw, post_total, post_failed, lots_added = results["a"]
+    trace_rate, direct, trace_failed = results["b"]
+    ours, lib = results["d"]
+    lags = results["c"]
+    peak_mb = max(rss.peak.values(), default=0) / 2**20
+    print()
+    print(f"{'measure':<48}{'value':>14}{'baseline':>12}{'ratio':>8}  target")
+    print(f"{'(a) POST /api/lots /s vs raw INSERT /s':<48}{post_rate:>14.0f}{raw:>12.0f}{post_rate / raw:>8.2f}  >= 0.25")
+    print(f"{'(b) GET traceability /s vs 3 queries /s':<48}{trace_rate:>14.0f}{direct:>12.0f}{trace_rate / direct:>8.2f}  >= 0.98")
+    print(f"{'(c) projection lag p50 / p99 ms':<48}{percentile(lags, .5):>14.1f}{percentile(lags, .99):>12.1f}{'':>8}  p99 < 100")
+    print(f"{'(d) ledger appends /s vs library default /s':<48}{ours:>14.0f}{lib:>12.0f}{ours / lib:>8.1f}  >= 10")
+    print(f"{'(e) peak RSS per server process MB':<48}{peak_mb:>14.0f}{'':>12}{'':>8}  < 300")
+    print(f"non-2xx/socket errors: POST {post_failed}, GET {trace_failed}; "
+          f"POST answered {post_total}, lots added {lots_added}")
+
+
+if __name__ == "__main__":
+    main()
