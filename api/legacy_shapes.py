@@ -16,6 +16,7 @@ from typing import Any
 from uuid import UUID
 
 import orjson
+from pydantic import BaseModel, ConfigDict, Field
 
 from ledger.lot import Lot
 from ledger.user import User
@@ -177,3 +178,73 @@ def jsonb_order(value: Any) -> Any:
     if isinstance(value, list):
         return [jsonb_order(v) for v in value]
     return value
+
+
+# --- the same shapes, described for the OpenAPI document ---------------------------------
+# Bodies are built by the functions above; these models only tell /docs what they hold.
+
+
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LotRow(_Doc):
+    id: str = Field(examples=["4d0f44e9-e0f5-41b2-9cfa-add9d297eb6a"])
+    lot_code: str = Field(examples=["T-1"])
+    lot_type: str | None = Field(examples=["RAW"])
+    production_run_id: str | None
+    phase_id: str | None
+    operator_id: str | None
+    weight_kg: str | None = Field(description="decimal as given", examples=["100.5"])
+    temperature_c: str | None = Field(description="decimal as given", examples=["4"])
+    metadata: dict[str, Any]
+    created_at: str = Field(examples=["2026-11-26T11:48:50.199Z"])
+
+
+class QcDecisionRow(_Doc):
+    id: str
+    lot_id: str
+    qc_gate_id: str | None
+    operator_id: str | None
+    decision: str = Field(examples=["PASS"])
+    notes: str | None
+    temperature_c: str | None = Field(examples=["4.5"])
+    digital_signature: str | None
+    decided_at: str = Field(examples=["2026-11-26T11:48:50.213Z"])
+
+
+class UserRow(_Doc):
+    id: str
+    email: str
+    full_name: str | None
+    role: str = Field(examples=["ADMIN"])
+    created_at: str
+    last_login: str | None = Field(description="the previous successful login")
+
+
+class LoginBody(_Doc):
+    user: UserRow
+    token: str
+
+
+class TraceabilityBody(_Doc):
+    central: LotRow
+    parents: list[LotRow]
+    children: list[LotRow]
+
+
+class HealthBody(_Doc):
+    status: str = Field(examples=["ok"])
+    timestamp: str
+
+
+class ErrorBody(_Doc):
+    detail: str | list[dict[str, Any]]
+    error: str
+
+
+def documented(status: int, model: type[BaseModel], *errors: int) -> dict[int | str, Any]:
+    """`responses=` for a route: its body model and the error codes it may answer."""
+    return {status: {"model": model}, **{code: {"model": ErrorBody} for code in errors}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -12,4 +13,9 @@ class LegacyJSONResponse(JSONResponse):
     media_type = "application/json; charset=utf-8"
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
+        try:
+            return orjson.dumps(content)
+        except TypeError:
+            # What orjson refuses (integers beyond 64 bits, lone surrogates echoed back in a
+            # validation error's `input`) still gets an answer rather than a 500.
+            return json.dumps(content, separators=(",", ":"), default=str).encode()

@@ -14,7 +14,11 @@ router = APIRouter(route_class=ExactJsonRoute)
 INVALID = "Invalid credentials"
 
 
-@router.post("/api/login", tags=["auth"])
+@router.post(
+    "/api/login",
+    tags=["auth"],
+    responses=legacy_shapes.documented(200, legacy_shapes.LoginBody, 401, 422),
+)
 def login(body: LoginIn, container: ContainerDep) -> LegacyJSONResponse:
     user = container.ledger.find_user_by_email(body.email)
     if user is None or not user.active:

@@ -12,7 +12,9 @@ from api.responses import LegacyJSONResponse
 router = APIRouter()
 
 
-@router.get("/api/health", tags=["health"])
+@router.get(
+    "/api/health", tags=["health"], responses=legacy_shapes.documented(200, legacy_shapes.HealthBody)
+)
 async def health() -> LegacyJSONResponse:
     return LegacyJSONResponse(legacy_shapes.health(datetime.now(UTC)))
 

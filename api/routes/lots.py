@@ -15,7 +15,12 @@ from ledger.commands import InputRef, NewLot, NewQcDecision
 router = APIRouter(route_class=ExactJsonRoute)
 
 
-@router.post("/api/lots", status_code=201, tags=["lots"])
+@router.post(
+    "/api/lots",
+    status_code=201,
+    tags=["lots"],
+    responses=legacy_shapes.documented(201, legacy_shapes.LotRow, 401, 403, 404, 409, 422),
+)
 def create_lot(body: LotIn, principal: Writer, container: ContainerDep) -> LegacyJSONResponse:
     new = NewLot(
         lot_code=body.lot_code,
@@ -43,7 +48,12 @@ def create_lot(body: LotIn, principal: Writer, container: ContainerDep) -> Legac
     return LegacyJSONResponse(legacy_shapes.lot_from_aggregate(lot), status_code=201)
 
 
-@router.post("/api/qc-decisions", status_code=201, tags=["qc"])
+@router.post(
+    "/api/qc-decisions",
+    status_code=201,
+    tags=["qc"],
+    responses=legacy_shapes.documented(201, legacy_shapes.QcDecisionRow, 401, 403, 404, 422),
+)
 def create_qc_decision(
     body: QcDecisionIn, principal: Writer, container: ContainerDep
 ) -> LegacyJSONResponse:
@@ -69,7 +79,11 @@ def create_qc_decision(
     return LegacyJSONResponse(legacy_shapes.qc_decision_from_event(event), status_code=201)
 
 
-@router.get("/api/traceability/{lot_code:path}", tags=["traceability"])
+@router.get(
+    "/api/traceability/{lot_code:path}",
+    tags=["traceability"],
+    responses=legacy_shapes.documented(200, legacy_shapes.TraceabilityBody, 401, 404),
+)
 def traceability(
     lot_code: str, _: CurrentPrincipal, container: ContainerDep
 ) -> LegacyJSONResponse:

@@ -248,6 +248,20 @@ def test_a_body_that_is_not_a_json_object_is_refused_not_crashed_on(post_lot, ra
     assert_refused(post_lot(raw=raw), 422)
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"lot_code": ["L", 1305324415261813167841874018304]}',
+        '{"lot_code": "L", "phase_id": {"x": [6.995241992049252E+302, -11327339903136992877669]}}',
+        '{"lot_code": "L", "production_run_id": "\\ud83d half"}',
+    ],
+    ids=["huge-int-echoed", "huge-numbers-echoed", "escaped-backslash-u"],
+)
+def test_a_refusal_echoing_numbers_json_cannot_hold_in_64_bits_is_still_a_422(post_lot, raw):
+    """Found by fuzzing: the 422 body repeats the bad input, which must not turn into a 500."""
+    assert_refused(post_lot(raw=raw), 422)
+
+
 def test_a_registration_sent_with_no_body_at_all_is_refused(client, operator):
     assert_refused(client.post("/api/lots", headers=operator), 422)
 
