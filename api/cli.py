@@ -194,6 +194,20 @@ def projections_rebuild() -> None:
             container.close()
 
 
+MIN_PASSWORD_LENGTH = 8
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        console.print(f"[red]password must have at least {MIN_PASSWORD_LENGTH} characters[/red]")
+        raise typer.Exit(2)
+    return password
+
+
 @users_app.command("add")
 def users_add(
     email: str,
@@ -201,13 +215,7 @@ def users_add(
     full_name: Annotated[str | None, typer.Option(help="Display name")] = None,
 ) -> None:
     """Add a user; the password is read from stdin, or prompted for on a terminal."""
-    if sys.stdin.isatty():
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    else:
-        password = sys.stdin.readline().rstrip("\n")
-    if len(password) < 8:
-        console.print("[red]password must have at least 8 characters[/red]")
-        raise typer.Exit(2)
+    password = _read_password()
     with database(_settings()) as settings:
         container = Container(settings, run_projector=False)
         try:
@@ -224,6 +232,56 @@ def users_add(
         finally:
             container.close()
     Console().print(f"user {email} added with id {committed.aggregate.id}")
+
+
+def _change_user(email: str, change) -> None:
+    with database(_settings()) as settings:
+        container = Container(settings, run_projector=False)
+        try:
+            user = container.ledger.find_user_by_email(email)
+            if user is None:
+                console.print(f"[red]no user with e-mail {email}[/red]")
+                raise typer.Exit(1)
+            change(container, user.id)
+        except LedgerError as e:
+            console.print(f"[red]{e}[/red]")
+            raise typer.Exit(1) from None
+        finally:
+            container.close()
+
+
+@users_app.command("set-role")
+def users_set_role(
+    email: str, role: Annotated[Role, typer.Option(help="The user's new role")]
+) -> None:
+    """Change a user's role (takes effect on their next request)."""
+    _change_user(
+        email,
+        lambda c, user_id: c.ledger.change_role(user_id, role.value, actor_id=SYSTEM_ACTOR_ID),
+    )
+    Console().print(f"user {email} is now {role.value}")
+
+
+@users_app.command("set-password")
+def users_set_password(email: str) -> None:
+    """Set a user's password, read from stdin or prompted for on a terminal."""
+    password = _read_password()
+    _change_user(
+        email,
+        lambda c, user_id: c.ledger.change_password(
+            user_id, c.passwords.hash(password), actor_id=SYSTEM_ACTOR_ID
+        ),
+    )
+    Console().print(f"password of {email} changed")
+
+
+@users_app.command("deactivate")
+def users_deactivate(email: str) -> None:
+    """Deactivate a user: no more logins, and their tokens stop working."""
+    _change_user(
+        email, lambda c, user_id: c.ledger.deactivate_user(user_id, actor_id=SYSTEM_ACTOR_ID)
+    )
+    Console().print(f"user {email} deactivated")
 
 
 def main() -> None:

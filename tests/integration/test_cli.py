@@ -327,3 +327,31 @@ def _alive(pid: int) -> bool:
     # A zombie is dead for our purposes; it has no /proc status of a running process.
     status = Path(f"/proc/{pid}/status")
     return not (status.exists() and "State:\tZ" in status.read_text())
+
+
+def test_the_admin_promotes_resets_and_finally_deactivates_a_user(db_env, make_container):
+    """A shift lead becomes manager, gets a new password, then leaves the company."""
+    email = "shift.lead@plant.example"
+    assert flowviz("users", "add", email, "--role", "OPERATOR", env=db_env,
+                   stdin=PASSWORD + "\n").returncode == 0
+
+    promoted = flowviz("users", "set-role", email, "--role", "MANAGER", env=db_env)
+    assert promoted.returncode == 0, promoted.stderr
+    reset = flowviz("users", "set-password", email, env=db_env, stdin="new-freezer-code\n")
+    assert reset.returncode == 0, reset.stderr
+    container = make_container()
+    user = container.ledger.find_user_by_email(email)
+    assert user.role == "MANAGER"
+    assert container.passwords.verify("new-freezer-code", user.password_hash)
+    assert not container.passwords.verify(PASSWORD, user.password_hash)
+
+    gone = flowviz("users", "deactivate", email, env=db_env)
+    assert gone.returncode == 0, gone.stderr
+    assert container.ledger.find_user_by_email(email).active is False
+
+
+def test_changing_a_user_nobody_registered_fails_plainly(db_env):
+    result = flowviz("users", "deactivate", "nobody@plant.example", env=db_env)
+    assert result.returncode == 1
+    assert "no user with e-mail nobody@plant.example" in result.stderr
+    assert "Traceback" not in result.stderr

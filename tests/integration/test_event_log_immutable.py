@@ -15,14 +15,7 @@ from ledger.commands import InputRef, NewLot, NewQcDecision
 from ledger.errors import InsufficientQuantity
 from ledger.values import SYSTEM_ACTOR_ID
 from projections.schema import truncate_read_tables
-
-
-def event_log(container) -> list[tuple]:
-    with container.read_pool.connection() as conn:
-        return conn.execute(
-            f"SELECT notification_id, originator_id, originator_version, topic, state"
-            f" FROM {container.events_table} ORDER BY notification_id"
-        ).fetchall()
+from tests.integration.event_log import event_log
 
 
 @pytest.fixture

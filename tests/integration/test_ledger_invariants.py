@@ -27,6 +27,7 @@ from ledger.errors import (
 )
 from ledger.lot import Lot, LotCode
 from ledger.values import SYSTEM_ACTOR_ID
+from tests.integration.event_log import event_log
 
 REASON = "Metal detector alarm on line 2"
 
@@ -53,14 +54,6 @@ def qc(ledger, lot_id: UUID, decision: str, notes: str | None = REASON):
     return ledger.record_qc_decision(
         NewQcDecision(lot_id=lot_id, decision=decision, notes=notes), actor_id=SYSTEM_ACTOR_ID
     )
-
-
-def event_log(container) -> list[tuple]:
-    with container.read_pool.connection() as conn:
-        return conn.execute(
-            f"SELECT notification_id, originator_id, originator_version, topic, state"
-            f" FROM {container.events_table} ORDER BY notification_id"
-        ).fetchall()
 
 
 @pytest.fixture
