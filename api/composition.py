@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 from uuid import UUID
 
 import psycopg
+import redis
 from psycopg.sql import SQL, Identifier
 from psycopg_pool import ConnectionPool
 
+from api.login_throttle import LoginThrottle, MemoryLoginThrottle, RedisLoginThrottle
 from api.metrics import Metrics
 from api.security import PasswordHasher, TokenService
 from api.settings import Settings
@@ -79,6 +81,21 @@ class Container:
         self.access = AccessCache(self.read_model)
         self.metrics = Metrics(self._pools)
         self.passwords = PasswordHasher(settings.bcrypt_rounds)
+        self.redis: redis.Redis | None = (
+            redis.Redis.from_url(settings.redis_url) if settings.redis_url else None
+        )
+        self.login_throttle: LoginThrottle = (
+            RedisLoginThrottle(
+                self.redis,
+                prefix=f"flowviz:{schema}",
+                max_failures=settings.login_max_failures,
+                window=settings.login_lockout_seconds,
+            )
+            if self.redis is not None
+            else MemoryLoginThrottle(
+                max_failures=settings.login_max_failures, window=settings.login_lockout_seconds
+            )
+        )
         self.tokens = TokenService(settings.jwt_secret(), settings.jwt_expire_minutes)
         self.projector = Projector(
             pool=self.read_pool,
@@ -115,3 +132,5 @@ class Container:
         self.watermark.stop()
         self.read_pool.close()
         self.ledger.close()
+        if self.redis is not None:
+            self.redis.close()

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     bcrypt_rounds: int = 12
     db_pool_size: int = 10
     redis_url: str | None = None
+    # After this many failed logins for one e-mail from one client, refuse for the window.
+    login_max_failures: int = 10
+    login_lockout_seconds: int = 300
 
     @property
     def passwordless_login(self) -> bool:

@@ -66,6 +66,35 @@ def database_url() -> Iterator[str]:
             embedded.stop()
 
 
+def _redis_answers(url: str) -> bool:
+    import redis  # noqa: PLC0415
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """TEST_REDIS_URL; else testcontainers; else a Redis on the default local port."""
+    url = os.environ.get("TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    if _docker_answers():
+        from testcontainers.redis import RedisContainer  # noqa: PLC0415
+
+        with RedisContainer("redis:7-alpine") as container:
+            host, port = container.get_container_host_ip(), container.get_exposed_port(6379)
+            yield f"redis://{host}:{port}/0"
+        return
+    local = "redis://127.0.0.1:6379/0"
+    if not _redis_answers(local):
+        pytest.fail("no Redis: set TEST_REDIS_URL, start Docker, or run redis-server locally")
+    yield local
+
+
 @pytest.fixture
 def schema(database_url: str) -> Iterator[str]:
     name = f"t_{uuid.uuid4().hex[:12]}"

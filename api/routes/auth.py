@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 
 from api import legacy_shapes
 from api.dependencies import ContainerDep
@@ -12,24 +12,35 @@ router = APIRouter(route_class=ExactJsonRoute)
 
 # One message for unknown e-mail, wrong password and deactivated user: no enumeration.
 INVALID = "Invalid credentials"
+TOO_MANY = "Too many failed logins; try again later"
 
 
 @router.post(
     "/api/login",
     tags=["auth"],
-    responses=legacy_shapes.documented(200, legacy_shapes.LoginBody, 401, 422),
+    responses=legacy_shapes.documented(200, legacy_shapes.LoginBody, 401, 422, 429),
 )
-def login(body: LoginIn, container: ContainerDep) -> LegacyJSONResponse:
+def login(body: LoginIn, request: Request, container: ContainerDep) -> LegacyJSONResponse:
+    throttle = container.login_throttle
+    client = request.client.host if request.client else "unknown"
+    key = f"{body.email.lower()}|{client}"
+    wait = throttle.retry_after(key)
+    if wait:
+        raise HTTPException(429, TOO_MANY, headers={"Retry-After": str(wait)})
     user = container.ledger.find_user_by_email(body.email)
     if user is None or not user.active:
         container.passwords.spend_time()
-        raise HTTPException(401, INVALID)
-    if body.password is not None:
+        user = None
+    elif body.password is not None:
         if not container.passwords.verify(body.password, user.password_hash):
-            raise HTTPException(401, INVALID)
+            user = None
     elif not container.settings.passwordless_login:
         container.passwords.spend_time()
+        user = None
+    if user is None:
+        throttle.failed(key)
         raise HTTPException(401, INVALID)
+    throttle.succeeded(key)
     committed = container.ledger.record_login(user.id)
     user = committed.aggregate
     token = container.tokens.issue(user.id, user.role, user.email)
