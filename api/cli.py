@@ -22,7 +22,7 @@ from api.embedded_db import EmbeddedPostgres
 from api.settings import ConfigurationError, Settings, get_settings
 from ledger.errors import LedgerError
 from ledger.values import SYSTEM_ACTOR_ID, Role
-from projections.schema import truncate_read_tables
+from projections.projector import ProjectorLock
 
 app = typer.Typer(help="FlowViz Ledger: traceability as an immutable event log.", no_args_is_help=True)
 projections_app = typer.Typer(help="Inspect and rebuild the read side.", no_args_is_help=True)
@@ -157,26 +157,16 @@ def projections_status() -> None:
 @projections_app.command("rebuild")
 def projections_rebuild() -> None:
     """Replay the whole event log into empty read tables (stop serving projectors first)."""
-    import psycopg  # noqa: PLC0415
-
     with database(_settings()) as settings:
         container = Container(settings, run_projector=False)
         projector = container.projector
         try:
-            with psycopg.connect(container.conninfo, autocommit=True) as lock:
-                got = lock.execute(
-                    "SELECT pg_try_advisory_lock(hashtext(%s))", (projector.lock_key,)
-                ).fetchone()
-                if not (got and got[0]):
+            with ProjectorLock(container.conninfo, projector.lock_key) as lock:
+                if not lock.try_acquire():
                     console.print("[red]a projector is running (flowviz serve/project): "
                                   "stop it, then rebuild[/red]")
                     raise typer.Exit(1)
-                head = container.read_model.projection_status(container.events_table)
-                total = max((s.head for s in head), default=0) or (
-                    container.ledger.recorder.max_notification_id() or 0
-                )
-                with container.read_pool.connection() as conn, conn.transaction():
-                    truncate_read_tables(conn, projector.name)
+                total = container.ledger.recorder.max_notification_id() or 0
                 with Progress(
                     TextColumn("rebuilding {task.description}"),
                     BarColumn(),
@@ -185,7 +175,7 @@ def projections_rebuild() -> None:
                     console=console,
                 ) as progress:
                     task = progress.add_task(projector.name, total=total)
-                    position = projector.catch_up(
+                    position = projector.rebuild(
                         lambda _n, pos: progress.update(task, completed=pos)
                     )
                     progress.update(task, completed=total)

@@ -10,9 +10,7 @@ import time
 from dataclasses import dataclass, field
 from uuid import UUID
 
-import psycopg
 import redis
-from psycopg.sql import SQL, Identifier
 from psycopg_pool import ConnectionPool
 
 from api.login_throttle import LoginThrottle, MemoryLoginThrottle, RedisLoginThrottle
@@ -20,7 +18,7 @@ from api.metrics import Metrics
 from api.security import PasswordHasher, TokenService
 from api.settings import Settings
 from ledger.application import Ledger
-from ledger.event_store import postgres_env
+from ledger.event_store import ensure_schema, postgres_env
 from projections.db import open_pool, schema_conninfo
 from projections.projector import Projector, ProjectorRunner
 from projections.queries import ReadModel, UserAccess
@@ -32,11 +30,6 @@ log = logging.getLogger(__name__)
 
 class DatabaseNotConfigured(RuntimeError):
     pass
-
-
-def ensure_schema(database_url: str, schema: str) -> None:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(schema)))
 
 
 @dataclass

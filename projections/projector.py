@@ -20,6 +20,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresSubscrip
 from psycopg_pool import ConnectionPool
 
 from projections.handlers import Op, ops_for
+from projections.schema import truncate_read_tables
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,32 @@ def read_position(conn: psycopg.Connection[Any], name: str) -> int:
         "SELECT position FROM projection_tracking WHERE name = %s", (name,)
     ).fetchone()
     return int(row[0]) if row else 0
+
+
+class ProjectorLock:
+    """A session advisory lock on a connection of its own: held until released or closed,
+    and released by PostgreSQL if the holder's process dies."""
+
+    def __init__(self, conninfo: str, key: str) -> None:
+        self.conninfo = conninfo
+        self.key = key
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def __enter__(self) -> ProjectorLock:
+        self._conn = psycopg.connect(self.conninfo, autocommit=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def try_acquire(self) -> bool:
+        assert self._conn is not None, "use the lock as a context manager"
+        row = self._conn.execute(
+            "SELECT pg_try_advisory_lock(hashtext(%s))", (self.key,)
+        ).fetchone()
+        return bool(row and row[0])
 
 
 class Projector:
@@ -132,6 +159,12 @@ class Projector:
             self.on_applied(len(fresh), position)
         return position
 
+    def rebuild(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Empties the read tables and replays the whole log. Hold the projector lock."""
+        with self.pool.connection() as conn, conn.transaction():
+            truncate_read_tables(conn, self.name)
+        return self.catch_up(progress)
+
     def catch_up(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Applies everything recorded so far, without subscribing; returns the position."""
         position = self.position()
@@ -180,12 +213,9 @@ class ProjectorRunner:
                 self._stopping.wait(self.retry_seconds)
 
     def _run_while_holding_lock(self) -> None:
-        with psycopg.connect(self.conninfo, autocommit=True) as lock_conn:
+        with ProjectorLock(self.conninfo, self.projector.lock_key) as lock:
             while not self._stopping.is_set():
-                got = lock_conn.execute(
-                    "SELECT pg_try_advisory_lock(hashtext(%s))", (self.projector.lock_key,)
-                ).fetchone()
-                if got and got[0]:
+                if lock.try_acquire():
                     break
                 self._stopping.wait(0.5)  # another process projects; stand by
             if self._stopping.is_set():
