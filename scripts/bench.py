@@ -47,10 +47,9 @@ RAW_INSERT = """INSERT INTO bench_raw (lot_code, lot_type, weight_kg, temperatur
 VALUES ('R-' || nextval('bench_raw_seq'), 'RAW', 100.5, 4, '{}');
 """
 LEGACY_TRACE = """\\set i random(0, {count} - 1)
-SELECT id AS cid FROM lots WHERE lot_code = 'MIX-' || :i \\gset
-SELECT * FROM lots WHERE id = :'cid';
-SELECT l.* FROM lot_genealogy g JOIN lots l ON l.id = g.parent_lot_id WHERE g.child_lot_id = :'cid';
-SELECT l.* FROM lot_genealogy g JOIN lots l ON l.id = g.child_lot_id WHERE g.parent_lot_id = :'cid';
+SELECT *, id AS cid FROM lots WHERE lot_code = 'MIX-' || :i \\gset
+SELECT l.* FROM lot_genealogy g JOIN lots l ON l.id = g.parent_lot_id WHERE g.child_lot_id = ':cid';
+SELECT l.* FROM lot_genealogy g JOIN lots l ON l.id = g.child_lot_id WHERE g.parent_lot_id = ':cid';
 """
 
 

@@ -1,7 +1,7 @@
 -- wrk: POST /api/lots with a lot code unique per thread and request.
 local counter = 0
-local tid = 0
 local threads = {}
+-- `tid` is set per thread by setup(); a `local tid` here would hide it.
 function setup(thread)
   thread:set("tid", #threads + 1)
   table.insert(threads, thread)
