@@ -54,8 +54,7 @@ class Ledger(Application[UUID]):
         self._check_inputs_refer_to_others(new, lot_id)
 
         def attempt() -> Committed[Lot]:
-            if self.lot_code_taken(new.lot_code):
-                raise LotCodeAlreadyExists(new.lot_code)
+            # No look-up of the code first: the claim's insert is what decides, atomically.
             parents = [(self._input_lot(ref), ref) for ref in new.inputs]
             _check_parents_distinct(parents)
             lot = Lot(

@@ -62,6 +62,36 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
             table=Identifier(self.events_table_name),
             type=Identifier(self.stored_event_type_name),
         )
+        append_function = Identifier(f"{self.events_table_name}_append")
+        # The same lock the library takes per append, taken once for the whole batch and
+        # held to the end of the implicit transaction, so ids still commit in order.
+        self._create_append_function = SQL(
+            "CREATE OR REPLACE FUNCTION {schema}.{function}(events {schema}.{type}[])"
+            " RETURNS TABLE (notification_id bigint) LANGUAGE plpgsql AS $$ BEGIN"
+            " PERFORM set_config('lock_timeout', '{timeout}s', true);"
+            " LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE;"
+            " NOTIFY {channel};"
+            " RETURN QUERY INSERT INTO {schema}.{table} AS t"
+            " (originator_id, originator_version, topic, state)"
+            " SELECT e.originator_id, e.originator_version, e.topic, e.state FROM unnest(events) e"
+            " RETURNING t.notification_id;"
+            " END $$"
+        ).format(
+            schema=Identifier(self.datastore.schema),
+            function=append_function,
+            type=Identifier(self.stored_event_type_name),
+            table=Identifier(self.events_table_name),
+            channel=Identifier(self.channel_name),
+            timeout=SQL(str(int(self.datastore.lock_timeout))),
+        )
+        self._append_all = SQL("SELECT notification_id FROM {schema}.{function}(%s)").format(
+            schema=Identifier(self.datastore.schema), function=append_function
+        )
+
+    def create_table(self) -> None:
+        super().create_table()
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(self._create_append_function)
 
     # --- callers' side -----------------------------------------------------------------
 
@@ -150,11 +180,18 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
         return [row["notification_id"] for row in rows]
 
     def _commit_together(self, batch: list[_Append]) -> None:
+        events = [
+            self.construct_pg_stored_event(
+                e.originator_id, e.originator_version, e.topic, e.state
+            )
+            for append in batch
+            for e in append.events
+        ]
         with self.datastore.get_connection() as conn:
             try:
-                with conn.transaction():
-                    self._start(conn)
-                    ids = self._insert(conn, [e for a in batch for e in a.events])
+                # Lock, insert, notify and commit in one round trip (see create_table).
+                rows = conn.execute(self._append_all, (events,), prepare=True).fetchall()
+                ids = [row["notification_id"] for row in rows]
             except psycopg.errors.UniqueViolation as e:
                 if len(batch) == 1:
                     batch[0].error = IntegrityError(str(e))
