@@ -13,6 +13,7 @@ from uuid import UUID
 import redis
 from psycopg_pool import ConnectionPool
 
+from api import legacy_shapes
 from api.login_throttle import LoginThrottle, MemoryLoginThrottle, RedisLoginThrottle
 from api.metrics import Metrics
 from api.security import PasswordHasher, TokenService
@@ -95,6 +96,7 @@ class Container:
             recorder=self.ledger.recorder,  # type: ignore[arg-type]
             mapper=self.ledger.mapper,
             schema=schema,
+            render_lot=legacy_shapes.lot_json_from_registration,
         )
         self.watermark = ProjectionWatermark(self.conninfo, schema)
         self.runner: ProjectorRunner | None = None

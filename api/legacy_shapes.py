@@ -85,18 +85,27 @@ def _metadata_numbers(value: Any) -> Any:
 
 
 def lot_from_aggregate(aggregate: Lot) -> dict[str, Any]:
+    return _lot_as_registered(aggregate, aggregate.id, aggregate.created_on)
+
+
+def lot_json_from_registration(event: Lot.Registered) -> str:
+    """The lot row as JSON text, rendered once by the projector for traceability bodies."""
+    return orjson.dumps(_lot_as_registered(event, event.originator_id, event.timestamp)).decode()
+
+
+def _lot_as_registered(source: Any, lot_id: UUID, created_at: datetime) -> dict[str, Any]:
     return lot(
         {
-            "id": aggregate.id,
-            "lot_code": aggregate.lot_code,
-            "lot_type": aggregate.lot_type,
-            "production_run_id": aggregate.production_run_id,
-            "phase_id": aggregate.phase_id,
-            "operator_id": aggregate.operator_id,
-            "weight_kg": aggregate.weight_kg,
-            "temperature_c": aggregate.temperature_c,
-            "metadata": jsonb_order(json.loads(aggregate.metadata_json)),
-            "created_at": aggregate.created_on,
+            "id": lot_id,
+            "lot_code": source.lot_code,
+            "lot_type": source.lot_type,
+            "production_run_id": source.production_run_id,
+            "phase_id": source.phase_id,
+            "operator_id": source.operator_id,
+            "weight_kg": source.weight_kg,
+            "temperature_c": source.temperature_c,
+            "metadata": jsonb_order(json.loads(source.metadata_json)),
+            "created_at": created_at,
         }
     )
 
@@ -146,16 +155,9 @@ def login(user_body: dict[str, Any], token: str) -> dict[str, Any]:
     return {"user": user_body, "token": token}
 
 
-def traceability(
-    central: Mapping[str, Any],
-    parents: list[Mapping[str, Any]],
-    children: list[Mapping[str, Any]],
-) -> dict[str, Any]:
-    return {
-        "central": lot(central),
-        "parents": [lot(p) for p in parents],
-        "children": [lot(c) for c in children],
-    }
+def traceability(central: str, parents: str, children: str) -> bytes:
+    """From lot rows already rendered as JSON text (lists comma-joined), no re-encoding."""
+    return f'{{"central":{central},"parents":[{parents}],"children":[{children}]}}'.encode()
 
 
 def health(now: datetime) -> dict[str, Any]:

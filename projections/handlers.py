@@ -20,10 +20,19 @@ class Op(NamedTuple):
     params: tuple[Any, ...]
 
 
+# Renders a registered lot as the API's lot row (JSON text). The API owns that shape and
+# hands the renderer to the projector, so the read side never defines a response itself.
+RenderLot = Callable[[Lot.Registered], str]
+
+
 INSERT_LOT = (
     "INSERT INTO lots (id, lot_code, lot_type, production_run_id, phase_id, operator_id,"
     " weight_kg, temperature_c, metadata, created_at)"
     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s) ON CONFLICT (id) DO NOTHING"
+)
+INSERT_LOT_JSON = (
+    "INSERT INTO lot_json (lot_id, lot_code, body) VALUES (%s, %s, %s)"
+    " ON CONFLICT (lot_id) DO NOTHING"
 )
 INSERT_LOT_STATE = (
     "INSERT INTO lot_state (lot_id, version, consumed_kg) VALUES (%s, %s, 0)"
@@ -79,13 +88,14 @@ def genealogy_id(child_lot_id: UUID, ordinal: int) -> UUID:
     return uuid5(child_lot_id, f"input:{ordinal}")
 
 
-def lot_registered(e: Lot.Registered) -> Iterable[Op]:
+def lot_registered(e: Lot.Registered, render_lot: RenderLot) -> Iterable[Op]:
     lot_id, at = e.originator_id, e.timestamp
     yield Op(
         INSERT_LOT,
         (lot_id, e.lot_code, e.lot_type, e.production_run_id, e.phase_id, e.operator_id,
          e.weight_kg, e.temperature_c, e.metadata_json, at),
     )
+    yield Op(INSERT_LOT_JSON, (lot_id, e.lot_code, render_lot(e)))
     yield Op(INSERT_LOT_STATE, (lot_id, e.originator_version))
     for ordinal, link in enumerate(e.inputs):
         parent, kg = link["lot_id"], link["quantity_used_kg"]
@@ -93,12 +103,12 @@ def lot_registered(e: Lot.Registered) -> Iterable[Op]:
         yield Op(INSERT_EDGE, (lot_id, ordinal, parent, kg, at))
 
 
-def lot_consumed(e: Lot.Consumed) -> Iterable[Op]:
+def lot_consumed(e: Lot.Consumed, _: RenderLot) -> Iterable[Op]:
     v = e.originator_version
     yield Op(ADD_CONSUMED, (e.quantity_kg, v, e.originator_id, v))
 
 
-def qc_decision_recorded(e: Lot.QcDecisionRecorded) -> Iterable[Op]:
+def qc_decision_recorded(e: Lot.QcDecisionRecorded, _: RenderLot) -> Iterable[Op]:
     v = e.originator_version
     yield Op(
         INSERT_QC_DECISION,
@@ -108,34 +118,34 @@ def qc_decision_recorded(e: Lot.QcDecisionRecorded) -> Iterable[Op]:
     yield Op(SET_QC_STATUS, (e.decision, e.timestamp, v, e.originator_id, v))
 
 
-def user_registered(e: User.Registered) -> Iterable[Op]:
+def user_registered(e: User.Registered, _: RenderLot) -> Iterable[Op]:
     yield Op(INSERT_USER, (e.originator_id, e.email, e.full_name, e.role, e.timestamp))
     yield Op(INSERT_USER_STATE, (e.originator_id, e.originator_version))
 
 
-def user_role_changed(e: User.RoleChanged) -> Iterable[Op]:
+def user_role_changed(e: User.RoleChanged, _: RenderLot) -> Iterable[Op]:
     v = e.originator_version
     yield Op(SET_USER_ROLE, (e.role, e.originator_id, v))
     yield Op(BUMP_USER_VERSION, (v, e.originator_id, v))
 
 
-def user_logged_in(e: User.LoggedIn) -> Iterable[Op]:
+def user_logged_in(e: User.LoggedIn, _: RenderLot) -> Iterable[Op]:
     v = e.originator_version
     yield Op(SET_USER_LAST_LOGIN, (e.timestamp, e.originator_id, v))
     yield Op(BUMP_USER_VERSION, (v, e.originator_id, v))
 
 
-def user_password_changed(e: User.PasswordChanged) -> Iterable[Op]:
+def user_password_changed(e: User.PasswordChanged, _: RenderLot) -> Iterable[Op]:
     v = e.originator_version
     yield Op(BUMP_USER_VERSION, (v, e.originator_id, v))
 
 
-def user_deactivated(e: User.Deactivated) -> Iterable[Op]:
+def user_deactivated(e: User.Deactivated, _: RenderLot) -> Iterable[Op]:
     v = e.originator_version
     yield Op(DEACTIVATE_USER, (v, e.originator_id, v))
 
 
-HANDLERS: dict[type, Callable[[Any], Iterable[Op]]] = {
+HANDLERS: dict[type, Callable[[Any, RenderLot], Iterable[Op]]] = {
     Lot.Registered: lot_registered,
     Lot.Consumed: lot_consumed,
     Lot.QcDecisionRecorded: qc_decision_recorded,
@@ -147,7 +157,7 @@ HANDLERS: dict[type, Callable[[Any], Iterable[Op]]] = {
 }
 
 
-def ops_for(event: object) -> Iterable[Op]:
+def ops_for(event: object, render_lot: RenderLot) -> Iterable[Op]:
     """The statements for one event; events the read side has no use for give none."""
     handler = HANDLERS.get(type(event))
-    return handler(event) if handler is not None else ()
+    return handler(event, render_lot) if handler is not None else ()

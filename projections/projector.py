@@ -19,7 +19,7 @@ from eventsourcing.persistence import Mapper, Notification
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresSubscription
 from psycopg_pool import ConnectionPool
 
-from projections.handlers import Op, ops_for
+from projections.handlers import Op, RenderLot, ops_for
 from projections.schema import truncate_read_tables
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,7 @@ class Projector:
         recorder: PostgresApplicationRecorder,
         mapper: Mapper[Any],
         schema: str,
+        render_lot: RenderLot,
         name: str = DEFAULT_PROJECTION,
         batch_size: int = 500,
         before_commit: Callable[[list[Notification]], None] | None = None,
@@ -102,6 +103,7 @@ class Projector:
         self.recorder = recorder
         self.mapper = mapper
         self.schema = schema
+        self.render_lot = render_lot
         self.name = name
         self.batch_size = batch_size
         # Test hook: raising here simulates a crash after apply, before commit.
@@ -119,6 +121,9 @@ class Projector:
                 " ON CONFLICT (name) DO NOTHING",
                 (self.name,),
             )
+
+    def ops_for(self, notification: Notification) -> list[Op]:
+        return list(ops_for(self.mapper.to_domain_event(notification), self.render_lot))
 
     def position(self) -> int:
         with self.pool.connection() as conn:
@@ -141,7 +146,7 @@ class Projector:
             fresh = [n for n in notifications if n.id > position]
             if not fresh:
                 return position
-            ops = [op for n in fresh for op in ops_for(self.mapper.to_domain_event(n))]
+            ops = [op for n in fresh for op in self.ops_for(n)]
             apply_ops(conn, ops)
             position = fresh[-1].id
             conn.execute(

@@ -17,28 +17,28 @@ LOT_COLUMNS = (
     "id, lot_code, lot_type, production_run_id, phase_id, operator_id,"
     " weight_kg, temperature_c, metadata, created_at"
 )
-_L = ", ".join(f"l.{c.strip()}" for c in LOT_COLUMNS.split(","))
-
-# Central lot, its parents in input order, its children in the order they were made:
-# one statement, one round trip.
-TRACEABILITY = f"""
-WITH c AS (SELECT {LOT_COLUMNS} FROM lots WHERE lot_code = %s)
-SELECT 0 AS rel, NULL::timestamptz AS linked_at, 0 AS ordinal, c.* FROM c
-UNION ALL
-SELECT 1, e.linked_at, e.ordinal, {_L}
-  FROM c JOIN lot_edges e ON e.child_lot_id = c.id JOIN lots l ON l.id = e.parent_lot_id
-UNION ALL
-SELECT 2, e.linked_at, e.ordinal, {_L}
-  FROM c JOIN lot_edges e ON e.parent_lot_id = c.id JOIN lots l ON l.id = e.child_lot_id
-ORDER BY rel, linked_at, ordinal
+# A lot's rendered row, its parents' in input order and its children's in the order they
+# were made, each list already joined by commas: one statement, one round trip.
+TRACEABILITY_PARTS = """
+SELECT c.body,
+       coalesce((SELECT string_agg(p.body, ',' ORDER BY e.ordinal)
+                   FROM lot_edges e JOIN lot_json p ON p.lot_id = e.parent_lot_id
+                  WHERE e.child_lot_id = c.lot_id), ''),
+       coalesce((SELECT string_agg(ch.body, ',' ORDER BY e.linked_at, e.child_lot_id, e.ordinal)
+                   FROM lot_edges e JOIN lot_json ch ON ch.lot_id = e.child_lot_id
+                  WHERE e.parent_lot_id = c.lot_id), '')
+  FROM lot_json c
+ WHERE c.lot_code = %s
 """
 
 
 @dataclass(frozen=True)
-class Traceability:
-    central: Row
-    parents: list[Row]
-    children: list[Row]
+class TraceabilityParts:
+    """JSON text: the central lot row, and the parents' and children's rows comma-joined."""
+
+    central: str
+    parents: str
+    children: str
 
 
 @dataclass(frozen=True)
@@ -63,18 +63,10 @@ class ReadModel:
     def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
 
-    def traceability(self, lot_code: str) -> Traceability | None:
-        with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            rows = cur.execute(TRACEABILITY, (lot_code,), prepare=True).fetchall()
-        if not rows:
-            return None
-        strip = ("rel", "linked_at", "ordinal")
-        lots = [(r["rel"], {k: v for k, v in r.items() if k not in strip}) for r in rows]
-        return Traceability(
-            central=lots[0][1],
-            parents=[lot for rel, lot in lots if rel == 1],
-            children=[lot for rel, lot in lots if rel == 2],
-        )
+    def traceability(self, lot_code: str) -> TraceabilityParts | None:
+        with self.pool.connection() as conn:
+            row = conn.execute(TRACEABILITY_PARTS, (lot_code,), prepare=True).fetchone()
+        return TraceabilityParts(*row) if row else None
 
     def lot(self, lot_id: UUID) -> Row | None:
         with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:

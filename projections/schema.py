@@ -5,7 +5,7 @@ from __future__ import annotations
 from psycopg import Connection
 
 LEGACY_TABLES = ("users", "lots", "lot_genealogy", "qc_decisions")
-OWN_TABLES = ("lot_state", "lot_edges", "user_state")
+OWN_TABLES = ("lot_state", "lot_edges", "lot_json", "user_state")
 READ_TABLES = LEGACY_TABLES + OWN_TABLES
 
 DDL = """
@@ -68,6 +68,13 @@ CREATE TABLE IF NOT EXISTS lot_edges (
     PRIMARY KEY (child_lot_id, ordinal)
 );
 CREATE INDEX IF NOT EXISTS lot_edges_parent_idx ON lot_edges (parent_lot_id, linked_at);
+-- Each lot row exactly as the API answers it, rendered once when the lot is registered
+-- (a lot row never changes afterwards): traceability is then assembled by one statement.
+CREATE TABLE IF NOT EXISTS lot_json (
+    lot_id uuid PRIMARY KEY,
+    lot_code text NOT NULL UNIQUE,
+    body text NOT NULL
+);
 CREATE TABLE IF NOT EXISTS user_state (
     user_id uuid PRIMARY KEY,
     version bigint NOT NULL,

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 import time
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Response
 
 from api import legacy_shapes
 from api.dependencies import ContainerDep, CurrentPrincipal, Writer
@@ -86,7 +86,7 @@ def create_qc_decision(
 )
 def traceability(
     lot_code: str, _: CurrentPrincipal, container: ContainerDep
-) -> LegacyJSONResponse:
+) -> Response:
     if "\x00" in lot_code:  # no lot can have it, and PostgreSQL refuses it in a query
         raise HTTPException(404, "Lot not found")
     started = time.perf_counter()
@@ -94,6 +94,5 @@ def traceability(
     container.metrics.traceability_seconds.observe(time.perf_counter() - started)
     if trace is None:
         raise HTTPException(404, "Lot not found")
-    return LegacyJSONResponse(
-        legacy_shapes.traceability(trace.central, trace.parents, trace.children)
-    )
+    body = legacy_shapes.traceability(trace.central, trace.parents, trace.children)
+    return Response(body, media_type=LegacyJSONResponse.media_type)

@@ -16,7 +16,7 @@ from eventsourcing.persistence import Notification
 
 from ledger.commands import InputRef, NewLot, NewQcDecision
 from ledger.values import SYSTEM_ACTOR_ID
-from projections.handlers import HANDLERS, ops_for
+from projections.handlers import HANDLERS
 from projections.projector import Projector, ProjectorRunner, apply_ops
 from projections.schema import READ_TABLES, truncate_read_tables
 
@@ -44,6 +44,7 @@ def projector_like(container, cls: type[Projector] = Projector, **overrides: Any
         recorder=container.ledger.recorder,
         mapper=container.ledger.mapper,
         schema=container.settings.database_schema,
+        render_lot=container.projector.render_lot,
         **overrides,
     )
 
@@ -207,7 +208,7 @@ def test_applying_the_same_events_twice_without_tracking_changes_nothing(contain
     a_day_at_the_plant(ledger)
     ops = [
         op for n in all_notifications(container)
-        for op in ops_for(container.ledger.mapper.to_domain_event(n))
+        for op in container.projector.ops_for(n)
     ]
 
     with container.read_pool.connection() as conn, conn.transaction():
@@ -236,7 +237,7 @@ def test_replaying_an_old_consumption_after_a_newer_qc_decision_changes_nothing(
 
     with container.read_pool.connection() as conn, conn.transaction():
         for n in consumed:
-            apply_ops(conn, list(ops_for(container.ledger.mapper.to_domain_event(n))))
+            apply_ops(conn, container.projector.ops_for(n))
 
     assert snapshot(container) == before
 
@@ -251,7 +252,7 @@ def test_every_event_the_read_side_ignores_still_advances_tracking(container, le
     notifications = all_notifications(container)
     ignored = [n for n in notifications if n.topic.endswith(".Claimed")]
     assert notifications[-1] in ignored
-    assert all(ops_for(container.ledger.mapper.to_domain_event(n)) == () for n in ignored)
+    assert all(container.projector.ops_for(n) == [] for n in ignored)
 
     assert container.projector.catch_up() == notifications[-1].id
     assert container.projector.position() == head(container)
