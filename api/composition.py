@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from uuid import UUID
 
 import redis
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from api import legacy_shapes
 from api.login_throttle import LoginThrottle, MemoryLoginThrottle, RedisLoginThrottle
@@ -20,7 +20,7 @@ from api.security import PasswordHasher, TokenService
 from api.settings import Settings
 from ledger.application import Ledger
 from ledger.event_store import ensure_schema, postgres_env
-from projections.db import open_pool, schema_conninfo
+from projections.db import open_async_pool, open_pool, schema_conninfo
 from projections.projector import Projector, ProjectorRunner
 from projections.queries import ReadModel, UserAccess
 from projections.schema import create_read_tables
@@ -33,6 +33,9 @@ class DatabaseNotConfigured(RuntimeError):
     pass
 
 
+MISSING = object()
+
+
 @dataclass
 class AccessCache:
     """Role and active flag per user, fresh within a few seconds of a change."""
@@ -41,11 +44,18 @@ class AccessCache:
     ttl_seconds: float = 5.0
     _entries: dict[UUID, tuple[float, UserAccess | None]] = field(default_factory=dict)
 
-    def get(self, user_id: UUID) -> UserAccess | None:
-        now = time.monotonic()
+    def cached(self, user_id: UUID) -> UserAccess | None | object:
+        """The cached answer, or MISSING when it must be read again."""
         hit = self._entries.get(user_id)
-        if hit is not None and now - hit[0] < self.ttl_seconds:
+        if hit is not None and time.monotonic() - hit[0] < self.ttl_seconds:
             return hit[1]
+        return MISSING
+
+    def get(self, user_id: UUID) -> UserAccess | None:
+        hit = self.cached(user_id)
+        if hit is not MISSING:
+            return hit  # type: ignore[return-value]
+        now = time.monotonic()
         access = self.read_model.user_access(user_id)
         if len(self._entries) > 10_000:
             self._entries.clear()
@@ -108,8 +118,22 @@ class Container:
     def events_table(self) -> str:
         return self.ledger.recorder.events_table_name  # type: ignore[attr-defined]
 
-    def _pools(self) -> dict[str, ConnectionPool]:
-        return {"ledger": self.ledger.recorder.datastore.pool, "read": self.read_pool}  # type: ignore[attr-defined]
+    def _pools(self) -> dict[str, ConnectionPool | AsyncConnectionPool]:
+        pools = {"ledger": self.ledger.recorder.datastore.pool, "read": self.read_pool}  # type: ignore[attr-defined]
+        if self.read_model.async_pool is not None:
+            pools["read-async"] = self.read_model.async_pool
+        return pools
+
+    async def open_async(self) -> None:
+        """Opens what lives on the serving event loop; call from the app's lifespan."""
+        self.read_model.async_pool = await open_async_pool(
+            self.conninfo, max_size=self.settings.db_pool_size, name="read-async"
+        )
+
+    async def close_async(self) -> None:
+        pool, self.read_model.async_pool = self.read_model.async_pool, None
+        if pool is not None:
+            await pool.close()
 
     def start(self) -> None:
         if self._started:

@@ -8,13 +8,16 @@ from uuid import UUID
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
-from api.composition import Container
+from api.composition import MISSING, Container
 from api.security import InvalidToken
 from ledger.values import Role
 
 
-def get_container(request: Request) -> Container:
+# Dependencies are `async def` although they do no I/O of their own: FastAPI runs a plain
+# `def` dependency in its thread pool, a hop per dependency per request.
+async def get_container(request: Request) -> Container:
     return request.app.state.container
 
 
@@ -31,7 +34,7 @@ class Principal:
     email: str
 
 
-def current_principal(
+async def current_principal(
     container: ContainerDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
@@ -43,7 +46,9 @@ def current_principal(
         raise HTTPException(401, "Invalid or expired token", headers=_CHALLENGE) from None
     # The read side decides role and status, so a role change or deactivation takes
     # effect before the token expires; a user too new to be projected keeps the token's.
-    access = container.access.get(claims.user_id)
+    access = container.access.cached(claims.user_id)
+    if access is MISSING:  # a database read: keep it off the event loop
+        access = await run_in_threadpool(container.access.get, claims.user_id)
     if access is not None and not access.active:
         raise HTTPException(401, "User is deactivated", headers=_CHALLENGE)
     role = access.role if access is not None else claims.role
@@ -56,7 +61,7 @@ CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 def require_roles(*roles: Role):
     allowed = frozenset(r.value for r in roles)
 
-    def check(principal: CurrentPrincipal) -> Principal:
+    async def check(principal: CurrentPrincipal) -> Principal:
         if principal.role not in allowed:
             raise HTTPException(403, "Insufficient permissions")
         return principal

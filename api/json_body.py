@@ -61,6 +61,8 @@ class ExactJsonRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def exact_json_handler(request: Request) -> Response:
+            if request.method in ("GET", "HEAD", "DELETE", "OPTIONS"):
+                return await handler(request)
             request = ExactJsonRequest(request.scope, request.receive)
             body = await request.body()
             if len(body) > MAX_BODY_BYTES:

@@ -23,9 +23,11 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         built.start()
+        await built.open_async()
         try:
             yield
         finally:
+            await built.close_async()
             if owned:
                 built.close()
 

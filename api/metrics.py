@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -17,7 +17,9 @@ class Metrics:
     """One set per process. Under several workers (PROMETHEUS_MULTIPROC_DIR set before the
     workers start) values go to shared files and a scrape of any worker sums them all."""
 
-    def __init__(self, pools: Callable[[], dict[str, ConnectionPool]]) -> None:
+    def __init__(
+        self, pools: Callable[[], dict[str, ConnectionPool | AsyncConnectionPool]]
+    ) -> None:
         self._pools = pools
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         self._stop_refreshing = threading.Event()

@@ -6,7 +6,7 @@ from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 
 def schema_conninfo(database_url: str, schema: str) -> str:
@@ -29,4 +29,17 @@ def open_pool(conninfo: str, *, min_size: int = 2, max_size: int = 10, name: str
         open=False,
     )
     pool.open(wait=True, timeout=30)
+    return pool
+
+
+async def _autocommit_async(conn: psycopg.AsyncConnection[Any]) -> None:
+    await conn.set_autocommit(True)
+
+
+async def open_async_pool(conninfo: str, *, max_size: int = 10, name: str) -> AsyncConnectionPool:
+    pool = AsyncConnectionPool(
+        conninfo, min_size=1, max_size=max_size, configure=_autocommit_async, name=name,
+        open=False,
+    )
+    await pool.open(wait=True, timeout=30)
     return pool

@@ -28,6 +28,10 @@ PROJECTED_CHANNEL = "flowviz_projected"
 DEFAULT_PROJECTION = "legacy_tables"
 
 
+class _TrackingMoved(Exception):
+    """Another projector committed this projection's position first."""
+
+
 class BatchingSubscription(PostgresSubscription):
     """The library's LISTEN/NOTIFY subscription, handing out what it pulled in one go."""
 
@@ -109,6 +113,7 @@ class Projector:
         # Test hook: raising here simulates a crash after apply, before commit.
         self.before_commit = before_commit
         self.on_applied = on_applied
+        self._known: int | None = None  # the position this projector last committed or read
 
     @property
     def lock_key(self) -> str:
@@ -126,48 +131,63 @@ class Projector:
         return list(ops_for(self.mapper.to_domain_event(notification), self.render_lot))
 
     def position(self) -> int:
+        """The committed position, read from the database (and remembered)."""
+        self.ensure_tracking_row()
         with self.pool.connection() as conn:
-            return read_position(conn, self.name)
+            self._known = read_position(conn, self.name)
+        return self._known
 
     def apply(self, notifications: Sequence[Notification]) -> int:
-        """Applies one batch in one transaction; returns the position afterwards."""
-        with self.pool.connection() as conn, conn.transaction():
-            # The row must exist to be locked: two projectors on a new schema then queue here.
-            conn.execute(
-                "INSERT INTO projection_tracking (name, position) VALUES (%s, 0)"
-                " ON CONFLICT (name) DO NOTHING",
-                (self.name,),
-            )
-            row = conn.execute(
-                "SELECT position FROM projection_tracking WHERE name = %s FOR UPDATE",
-                (self.name,),
-            ).fetchone()
-            position = int(row[0]) if row else 0
-            fresh = [n for n in notifications if n.id > position]
+        """Applies one batch in one transaction; returns the position afterwards.
+
+        Pipelined: the batch's statements, the tracking update and the notification go in
+        one round trip, and the commit in a second. The tracking row moves only from the
+        position this projector last saw: if another projector moved it first, nothing of
+        this batch is kept and the batch is filtered again from the new position.
+        """
+        for _ in range(3):
+            expected = self._known if self._known is not None else self.position()
+            fresh = [n for n in notifications if n.id > expected]
             if not fresh:
-                return position
-            ops = [op for n in fresh for op in self.ops_for(n)]
-            apply_ops(conn, ops)
+                return expected
             position = fresh[-1].id
-            conn.execute(
+            ops = [op for n in fresh for op in self.ops_for(n)]
+            try:
+                self._commit(ops, expected, position, fresh)
+            except _TrackingMoved:
+                self._known = None
+                continue
+            self._known = position
+            if self.on_applied is not None:
+                self.on_applied(len(fresh), position)
+            return position
+        raise RuntimeError(f"projection {self.name} keeps moving under this projector")
+
+    def _commit(
+        self, ops: list[Op], expected: int, position: int, fresh: list[Notification]
+    ) -> None:
+        with self.pool.connection() as conn, conn.pipeline() as pipeline, conn.transaction():
+            apply_ops(conn, ops)
+            moved = conn.execute(
                 "UPDATE projection_tracking SET position = %s, updated_at = now()"
-                " WHERE name = %s",
-                (position, self.name),
+                " WHERE name = %s AND position = %s RETURNING position",
+                (position, self.name, expected),
             )
             conn.execute(
                 "SELECT pg_notify(%s, %s)",
                 (PROJECTED_CHANNEL, f"{self.schema}:{self.name}:{position}"),
             )
+            pipeline.sync()
+            if moved.fetchone() is None:
+                raise _TrackingMoved
             if self.before_commit is not None:
                 self.before_commit(fresh)
-        if self.on_applied is not None:
-            self.on_applied(len(fresh), position)
-        return position
 
     def rebuild(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Empties the read tables and replays the whole log. Hold the projector lock."""
         with self.pool.connection() as conn, conn.transaction():
             truncate_read_tables(conn, self.name)
+        self._known = None
         return self.catch_up(progress)
 
     def catch_up(self, progress: Callable[[int, int], None] | None = None) -> int:

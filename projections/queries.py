@@ -9,7 +9,7 @@ from uuid import UUID
 
 from psycopg.rows import dict_row
 from psycopg.sql import SQL, Identifier
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 Row = dict[str, Any]
 
@@ -60,12 +60,17 @@ class ProjectionStatus:
 
 
 class ReadModel:
-    def __init__(self, pool: ConnectionPool) -> None:
+    def __init__(self, pool: ConnectionPool, async_pool: AsyncConnectionPool | None = None):
         self.pool = pool
+        # The hottest read runs on the event loop: no thread hop per request.
+        self.async_pool = async_pool
 
-    def traceability(self, lot_code: str) -> TraceabilityParts | None:
-        with self.pool.connection() as conn:
-            row = conn.execute(TRACEABILITY_PARTS, (lot_code,), prepare=True).fetchone()
+    async def traceability(self, lot_code: str) -> TraceabilityParts | None:
+        if self.async_pool is None:
+            raise RuntimeError("no async pool: open one with projections.db.open_async_pool")
+        async with self.async_pool.connection() as conn:
+            cursor = await conn.execute(TRACEABILITY_PARTS, (lot_code,), prepare=True)
+            row = await cursor.fetchone()
         return TraceabilityParts(*row) if row else None
 
     def lot(self, lot_id: UUID) -> Row | None:

@@ -84,13 +84,13 @@ def create_qc_decision(
     tags=["traceability"],
     responses=legacy_shapes.documented(200, legacy_shapes.TraceabilityBody, 401, 404),
 )
-def traceability(
+async def traceability(
     lot_code: str, _: CurrentPrincipal, container: ContainerDep
 ) -> Response:
     if "\x00" in lot_code:  # no lot can have it, and PostgreSQL refuses it in a query
         raise HTTPException(404, "Lot not found")
     started = time.perf_counter()
-    trace = container.read_model.traceability(lot_code)
+    trace = await container.read_model.traceability(lot_code)
     container.metrics.traceability_seconds.observe(time.perf_counter() - started)
     if trace is None:
         raise HTTPException(404, "Lot not found")
