@@ -25,47 +25,56 @@ class Op(NamedTuple):
 RenderLot = Callable[[Lot.Registered], str]
 
 
-INSERT_LOT = (
-    "INSERT INTO lots (id, lot_code, lot_type, production_run_id, phase_id, operator_id,"
-    " weight_kg, temperature_c, metadata, created_at)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s) ON CONFLICT (id) DO NOTHING"
+# Inserts are declared with their columns' types: one row per event as a statement,
+# and a whole batch's rows of a table as one INSERT ... SELECT FROM unnest(arrays).
+BULK_INSERTS: dict[str, str] = {}
+
+
+def _insert(table: str, conflict: str, columns: str) -> str:
+    names, types = zip(*(c.split(":") for c in columns.split()), strict=True)
+    cols, target = ", ".join(names), f"ON CONFLICT ({conflict}) DO NOTHING"
+    one = ", ".join(f"%s::{t}" for t in types)
+    many = ", ".join(f"%b::{t}[]" for t in types)  # binary: no per-element escaping
+    sql = f"INSERT INTO {table} ({cols}) VALUES ({one}) {target}"
+    BULK_INSERTS[sql] = f"INSERT INTO {table} ({cols}) SELECT * FROM unnest({many}) {target}"
+    return sql
+
+
+INSERT_LOT = _insert(
+    "lots", "id",
+    "id:uuid lot_code:text lot_type:text production_run_id:uuid phase_id:uuid"
+    " operator_id:uuid weight_kg:numeric temperature_c:numeric metadata:jsonb"
+    " created_at:timestamptz",
 )
-INSERT_LOT_JSON = (
-    "INSERT INTO lot_json (lot_id, lot_code, body) VALUES (%s, %s, %s)"
-    " ON CONFLICT (lot_id) DO NOTHING"
+INSERT_LOT_JSON = _insert("lot_json", "lot_id", "lot_id:uuid lot_code:text body:text")
+INSERT_LOT_STATE = _insert("lot_state", "lot_id", "lot_id:uuid version:bigint")
+INSERT_GENEALOGY = _insert(
+    "lot_genealogy", "id",
+    "id:uuid parent_lot_id:uuid child_lot_id:uuid quantity_used_kg:numeric"
+    " linked_at:timestamptz",
 )
-INSERT_LOT_STATE = (
-    "INSERT INTO lot_state (lot_id, version, consumed_kg) VALUES (%s, %s, 0)"
-    " ON CONFLICT (lot_id) DO NOTHING"
+INSERT_EDGE = _insert(
+    "lot_edges", "child_lot_id, ordinal",
+    "child_lot_id:uuid ordinal:int parent_lot_id:uuid quantity_used_kg:numeric"
+    " linked_at:timestamptz",
 )
-INSERT_GENEALOGY = (
-    "INSERT INTO lot_genealogy (id, parent_lot_id, child_lot_id, quantity_used_kg, linked_at)"
-    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING"
+INSERT_QC_DECISION = _insert(
+    "qc_decisions", "id",
+    "id:uuid lot_id:uuid qc_gate_id:uuid operator_id:uuid decision:text notes:text"
+    " temperature_c:numeric digital_signature:text decided_at:timestamptz",
 )
-INSERT_EDGE = (
-    "INSERT INTO lot_edges (child_lot_id, ordinal, parent_lot_id, quantity_used_kg, linked_at)"
-    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (child_lot_id, ordinal) DO NOTHING"
+INSERT_USER = _insert(
+    "users", "id", "id:uuid email:text full_name:text role:text created_at:timestamptz"
 )
+INSERT_USER_STATE = _insert("user_state", "user_id", "user_id:uuid version:bigint active:bool")
+
 ADD_CONSUMED = (
     "UPDATE lot_state SET consumed_kg = consumed_kg + %s, version = %s"
     " WHERE lot_id = %s AND version < %s"
 )
-INSERT_QC_DECISION = (
-    "INSERT INTO qc_decisions (id, lot_id, qc_gate_id, operator_id, decision, notes,"
-    " temperature_c, digital_signature, decided_at)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING"
-)
 SET_QC_STATUS = (
     "UPDATE lot_state SET qc_status = %s, qc_decided_at = %s, version = %s"
     " WHERE lot_id = %s AND version < %s"
-)
-INSERT_USER = (
-    "INSERT INTO users (id, email, full_name, role, created_at, last_login)"
-    " VALUES (%s, %s, %s, %s, %s, NULL) ON CONFLICT (id) DO NOTHING"
-)
-INSERT_USER_STATE = (
-    "INSERT INTO user_state (user_id, version, active) VALUES (%s, %s, true)"
-    " ON CONFLICT (user_id) DO NOTHING"
 )
 SET_USER_ROLE = (
     "UPDATE users u SET role = %s FROM user_state s"
@@ -120,7 +129,7 @@ def qc_decision_recorded(e: Lot.QcDecisionRecorded, _: RenderLot) -> Iterable[Op
 
 def user_registered(e: User.Registered, _: RenderLot) -> Iterable[Op]:
     yield Op(INSERT_USER, (e.originator_id, e.email, e.full_name, e.role, e.timestamp))
-    yield Op(INSERT_USER_STATE, (e.originator_id, e.originator_version))
+    yield Op(INSERT_USER_STATE, (e.originator_id, e.originator_version, True))
 
 
 def user_role_changed(e: User.RoleChanged, _: RenderLot) -> Iterable[Op]:

@@ -19,7 +19,7 @@ from eventsourcing.persistence import Mapper, Notification
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresSubscription
 from psycopg_pool import ConnectionPool
 
-from projections.handlers import Op, RenderLot, ops_for
+from projections.handlers import BULK_INSERTS, Op, RenderLot, ops_for
 from projections.schema import truncate_read_tables
 
 log = logging.getLogger(__name__)
@@ -46,14 +46,27 @@ class BatchingSubscription(PostgresSubscription):
 
 
 def apply_ops(conn: psycopg.Connection[Any], ops: Sequence[Op]) -> None:
-    """Runs statements in order; runs of the same statement go as one executemany."""
+    """Runs a batch's statements: inserts first, grouped by table, then updates in order.
+
+    Every insert is of a row that no other statement of the read side inserts, and
+    ignores a row already there, so inserts commute with each other; and the row an
+    update changes was inserted by an earlier event. So all inserts may go first, each
+    table's as one statement, while updates keep their event order (their version
+    guards depend on it).
+    """
+    inserts = sorted((op for op in ops if op.sql.startswith("INSERT")), key=lambda op: op.sql)
+    updates = [op for op in ops if not op.sql.startswith("INSERT")]
     with conn.cursor() as cur:
-        for sql, group in groupby(ops, key=lambda op: op.sql):
-            params = [op.params for op in group]
-            if len(params) == 1:
-                cur.execute(sql, params[0])
-            else:
-                cur.executemany(sql, params)
+        for run in (inserts, updates):
+            for sql, group in groupby(run, key=lambda op: op.sql):
+                params = [op.params for op in group]
+                bulk = BULK_INSERTS.get(sql)
+                if len(params) == 1:
+                    cur.execute(sql, params[0])
+                elif bulk is not None:
+                    cur.execute(bulk, [list(column) for column in zip(*params, strict=True)])
+                else:
+                    cur.executemany(sql, params)
 
 
 def read_position(conn: psycopg.Connection[Any], name: str) -> int:
