@@ -17,16 +17,22 @@ LOT_COLUMNS = (
     "id, lot_code, lot_type, production_run_id, phase_id, operator_id,"
     " weight_kg, temperature_c, metadata, created_at"
 )
+LOT_BY_ID = f"SELECT {LOT_COLUMNS} FROM lots WHERE id = %s"
+QC_DECISION_BY_ID = (
+    "SELECT id, lot_id, qc_gate_id, operator_id, decision, notes, temperature_c,"
+    " digital_signature, decided_at FROM qc_decisions WHERE id = %s"
+)
+
 # A lot's rendered row, its parents' in input order and its children's in the order they
 # were made, each list already joined by commas: one statement, one round trip.
 TRACEABILITY_PARTS = """
-SELECT c.body,
+SELECT c.body AS central,
        coalesce((SELECT string_agg(p.body, ',' ORDER BY e.ordinal)
                    FROM lot_edges e JOIN lot_json p ON p.lot_id = e.parent_lot_id
-                  WHERE e.child_lot_id = c.lot_id), ''),
+                  WHERE e.child_lot_id = c.lot_id), '') AS parents,
        coalesce((SELECT string_agg(ch.body, ',' ORDER BY e.linked_at, e.child_lot_id, e.ordinal)
                    FROM lot_edges e JOIN lot_json ch ON ch.lot_id = e.child_lot_id
-                  WHERE e.parent_lot_id = c.lot_id), '')
+                  WHERE e.parent_lot_id = c.lot_id), '') AS children
   FROM lot_json c
  WHERE c.lot_code = %s
 """
@@ -66,27 +72,29 @@ class ReadModel:
         self.async_pool = async_pool
 
     async def traceability(self, lot_code: str) -> TraceabilityParts | None:
-        if self.async_pool is None:
-            raise RuntimeError("no async pool: open one with projections.db.open_async_pool")
-        async with self.async_pool.connection() as conn:
-            cursor = await conn.execute(TRACEABILITY_PARTS, (lot_code,), prepare=True)
-            row = await cursor.fetchone()
-        return TraceabilityParts(*row) if row else None
+        row = await self._one_async(TRACEABILITY_PARTS, lot_code)
+        return TraceabilityParts(**row) if row else None
 
     def lot(self, lot_id: UUID) -> Row | None:
         with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            return cur.execute(
-                f"SELECT {LOT_COLUMNS} FROM lots WHERE id = %s", (lot_id,), prepare=True
-            ).fetchone()
+            return cur.execute(LOT_BY_ID, (lot_id,), prepare=True).fetchone()
+
+    async def lot_async(self, lot_id: UUID) -> Row | None:
+        return await self._one_async(LOT_BY_ID, lot_id)
 
     def qc_decision(self, decision_id: UUID) -> Row | None:
         with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            return cur.execute(
-                "SELECT id, lot_id, qc_gate_id, operator_id, decision, notes, temperature_c,"
-                " digital_signature, decided_at FROM qc_decisions WHERE id = %s",
-                (decision_id,),
-                prepare=True,
-            ).fetchone()
+            return cur.execute(QC_DECISION_BY_ID, (decision_id,), prepare=True).fetchone()
+
+    async def qc_decision_async(self, decision_id: UUID) -> Row | None:
+        return await self._one_async(QC_DECISION_BY_ID, decision_id)
+
+    async def _one_async(self, sql: str, *params: object) -> Row | None:
+        if self.async_pool is None:
+            raise RuntimeError("no async pool: open one with projections.db.open_async_pool")
+        async with self.async_pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(sql, params, prepare=True)
+            return await cur.fetchone()
 
     def user_access(self, user_id: UUID) -> UserAccess | None:
         with self.pool.connection() as conn:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 
@@ -10,6 +11,11 @@ import psycopg
 from projections.projector import DEFAULT_PROJECTION, PROJECTED_CHANNEL, read_position
 
 log = logging.getLogger(__name__)
+
+
+def _resolve(reached: asyncio.Future) -> None:
+    if not reached.done():
+        reached.set_result(True)
 
 
 class ProjectionWatermark:
@@ -21,6 +27,7 @@ class ProjectionWatermark:
         self.name = name
         self._position = 0
         self._changed = threading.Condition()
+        self._async_waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future]] = []
         self._stopping = threading.Event()
         self._listening = threading.Event()
         self._thread = threading.Thread(target=self._listen, name="watermark", daemon=True)
@@ -43,11 +50,36 @@ class ProjectionWatermark:
         with self._changed:
             return self._changed.wait_for(lambda: self._position >= position, timeout)
 
+    async def wait_for_async(self, position: int, timeout: float) -> bool:
+        """As `wait_for`, without holding a thread while waiting."""
+        if self._position >= position:
+            return True
+        loop = asyncio.get_running_loop()
+        reached = loop.create_future()
+        waiter = (position, loop, reached)
+        with self._changed:
+            if self._position >= position:
+                return True
+            self._async_waiters.append(waiter)
+        try:
+            return await asyncio.wait_for(reached, timeout)
+        except TimeoutError:
+            return False
+        finally:
+            with self._changed:
+                if waiter in self._async_waiters:
+                    self._async_waiters.remove(waiter)
+
     def _advance(self, position: int) -> None:
+        due: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future]] = []
         with self._changed:
             if position > self._position:
                 self._position = position
                 self._changed.notify_all()
+                due = [w for w in self._async_waiters if w[0] <= position]
+                self._async_waiters = [w for w in self._async_waiters if w[0] > position]
+        for _, loop, reached in due:
+            loop.call_soon_threadsafe(_resolve, reached)
 
     def _listen(self) -> None:
         while not self._stopping.is_set():

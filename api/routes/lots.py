@@ -4,6 +4,7 @@ import json
 import time
 
 from fastapi import APIRouter, HTTPException, Response
+from starlette.concurrency import run_in_threadpool
 
 from api import legacy_shapes
 from api.dependencies import ContainerDep, CurrentPrincipal, Writer
@@ -21,7 +22,9 @@ router = APIRouter(route_class=ExactJsonRoute)
     tags=["lots"],
     responses=legacy_shapes.documented(201, legacy_shapes.LotRow, 401, 403, 404, 409, 422),
 )
-def create_lot(body: LotIn, principal: Writer, container: ContainerDep) -> LegacyJSONResponse:
+async def create_lot(
+    body: LotIn, principal: Writer, container: ContainerDep
+) -> LegacyJSONResponse:
     new = NewLot(
         lot_code=body.lot_code,
         lot_type=body.lot_type.value if body.lot_type else None,
@@ -36,13 +39,15 @@ def create_lot(body: LotIn, principal: Writer, container: ContainerDep) -> Legac
             for i in body.inputs
         ),
     )
-    committed = container.ledger.register_lot(new, actor_id=principal.user_id)
+    committed = await run_in_threadpool(
+        container.ledger.register_lot, new, actor_id=principal.user_id
+    )
     container.metrics.lots_registered.labels(new.lot_type or "none").inc()
     lot = committed.aggregate
-    if container.watermark.wait_for(
+    if await container.watermark.wait_for_async(
         committed.position, container.settings.flowviz_read_your_writes_timeout
     ):
-        row = container.read_model.lot(lot.id)
+        row = await container.read_model.lot_async(lot.id)
         if row is not None:
             return LegacyJSONResponse(legacy_shapes.lot(row), status_code=201)
     return LegacyJSONResponse(legacy_shapes.lot_from_aggregate(lot), status_code=201)
@@ -54,7 +59,7 @@ def create_lot(body: LotIn, principal: Writer, container: ContainerDep) -> Legac
     tags=["qc"],
     responses=legacy_shapes.documented(201, legacy_shapes.QcDecisionRow, 401, 403, 404, 422),
 )
-def create_qc_decision(
+async def create_qc_decision(
     body: QcDecisionIn, principal: Writer, container: ContainerDep
 ) -> LegacyJSONResponse:
     new = NewQcDecision(
@@ -66,13 +71,15 @@ def create_qc_decision(
         temperature_c=body.temperature_c,
         digital_signature=body.digital_signature,
     )
-    committed = container.ledger.record_qc_decision(new, actor_id=principal.user_id)
+    committed = await run_in_threadpool(
+        container.ledger.record_qc_decision, new, actor_id=principal.user_id
+    )
     container.metrics.qc_decisions.labels(new.decision).inc()
     decision_id = committed.extra["decision_id"]
-    if container.watermark.wait_for(
+    if await container.watermark.wait_for_async(
         committed.position, container.settings.flowviz_read_your_writes_timeout
     ):
-        row = container.read_model.qc_decision(decision_id)
+        row = await container.read_model.qc_decision_async(decision_id)
         if row is not None:
             return LegacyJSONResponse(legacy_shapes.qc_decision(row), status_code=201)
     event = committed.extra["event"]
