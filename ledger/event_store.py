@@ -45,6 +45,12 @@ def ensure_schema(database_url: str, schema: str) -> None:
         conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(schema)))
 
 
+# Processes starting together (uvicorn workers) would otherwise replace the same function
+# or trigger at once and fail with "tuple concurrently updated".
+SETUP_LOCK = "SELECT pg_advisory_lock(hashtext('flowviz:event-store-setup'))"
+SETUP_UNLOCK = "SELECT pg_advisory_unlock(hashtext('flowviz:event-store-setup'))"
+
+
 def forbid_rewrites(datastore: PostgresDatastore, events_table: str) -> None:
     """Refuse UPDATE, DELETE and TRUNCATE on the events table, whoever asks.
 
@@ -55,6 +61,7 @@ def forbid_rewrites(datastore: PostgresDatastore, events_table: str) -> None:
     table = Identifier(events_table)
     function = Identifier(f"{events_table}_immutable")
     with datastore.transaction(commit=True) as curs:
+        curs.execute(SETUP_LOCK.replace("pg_advisory_lock", "pg_advisory_xact_lock"))
         curs.execute(
             SQL(
                 "CREATE OR REPLACE FUNCTION {schema}.{function}() RETURNS trigger "

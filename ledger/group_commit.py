@@ -30,6 +30,8 @@ from eventsourcing.persistence import (
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.sql import SQL, Identifier
 
+from ledger.event_store import SETUP_LOCK, SETUP_UNLOCK
+
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 512
@@ -89,9 +91,15 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
         )
 
     def create_table(self) -> None:
-        super().create_table()
-        with self.datastore.transaction(commit=True) as curs:
-            curs.execute(self._create_append_function)
+        # The library replaces its own function on every start too: one process at a time.
+        with self.datastore.get_connection() as lock:
+            lock.execute(SETUP_LOCK)
+            try:
+                super().create_table()
+                with self.datastore.transaction(commit=True) as curs:
+                    curs.execute(self._create_append_function)
+            finally:
+                lock.execute(SETUP_UNLOCK)
 
     # --- callers' side -----------------------------------------------------------------
 
