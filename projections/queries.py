@@ -75,11 +75,7 @@ class ReadModel:
         row = await self._one_async(TRACEABILITY_PARTS, lot_code)
         return TraceabilityParts(**row) if row else None
 
-    def lot(self, lot_id: UUID) -> Row | None:
-        with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            return cur.execute(LOT_BY_ID, (lot_id,), prepare=True).fetchone()
-
-    async def lot_async(self, lot_id: UUID) -> Row | None:
+    async def lot(self, lot_id: UUID) -> Row | None:
         return await self._one_async(LOT_BY_ID, lot_id)
 
     def qc_decision(self, decision_id: UUID) -> Row | None:

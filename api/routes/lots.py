@@ -47,7 +47,7 @@ async def create_lot(
     if await container.watermark.wait_for_async(
         committed.position, container.settings.flowviz_read_your_writes_timeout
     ):
-        row = await container.read_model.lot_async(lot.id)
+        row = await container.read_model.lot(lot.id)
         if row is not None:
             return LegacyJSONResponse(legacy_shapes.lot(row), status_code=201)
     return LegacyJSONResponse(legacy_shapes.lot_from_aggregate(lot), status_code=201)
