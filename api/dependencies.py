@@ -12,7 +12,9 @@ from starlette.concurrency import run_in_threadpool
 
 from api.composition import MISSING, Container
 from api.security import InvalidToken
+from ledger.errors import UserNotFound
 from ledger.values import Role
+from projections.queries import UserAccess
 
 
 # Dependencies are `async def` although they do no I/O of their own: FastAPI runs a plain
@@ -49,10 +51,23 @@ async def current_principal(
     access = container.access.cached(claims.user_id)
     if access is MISSING:  # a database read: keep it off the event loop
         access = await run_in_threadpool(container.access.get, claims.user_id)
-    if access is not None and not access.active:
+    if access is None:
+        # Not on the read side (just registered, or a rebuild is replaying): the ledger
+        # decides, never the token, so a deactivated user's token cannot come back.
+        access = await run_in_threadpool(ledger_access, container, claims.user_id)
+    if access is None:
+        raise HTTPException(401, "Invalid or expired token", headers=_CHALLENGE)
+    if not access.active:
         raise HTTPException(401, "User is deactivated", headers=_CHALLENGE)
-    role = access.role if access is not None else claims.role
-    return Principal(user_id=claims.user_id, role=role, email=claims.email)
+    return Principal(user_id=claims.user_id, role=access.role, email=claims.email)
+
+
+def ledger_access(container: Container, user_id: UUID) -> UserAccess | None:
+    try:
+        user = container.ledger.get_user(user_id)
+    except UserNotFound:
+        return None
+    return UserAccess(role=user.role, active=user.active)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

@@ -13,6 +13,7 @@ from fastapi.encoders import decimal_encoder, jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from psycopg import OperationalError as PgOperationalError
 from psycopg_pool import PoolTimeout
+from redis import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import legacy_shapes
@@ -95,10 +96,10 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(status, str(exc))
 
     async def unavailable(_: Request, exc: Exception):
-        log.warning("database unavailable: %s", exc)
+        log.warning("a backing service is unavailable: %s", exc)
         return error_response(503, "Service temporarily unavailable", {"Retry-After": "1"})
 
-    for kind in (PoolTimeout, PgOperationalError, StoreOperationalError):
+    for kind in (PoolTimeout, PgOperationalError, StoreOperationalError, RedisError):
         app.add_exception_handler(kind, unavailable)
 
     @app.exception_handler(Exception)

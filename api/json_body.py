@@ -12,6 +12,41 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
 MAX_BODY_BYTES = 1024 * 1024
+# Deep enough for any plant's metadata; shallow enough for every recursive step after it
+# (validation, the projector's JSON encoder, which stops at 255 levels).
+MAX_DEPTH = 32
+
+
+async def _read_body_within_limit(request: Request) -> None:
+    """Reads the body, refusing it as soon as it is known to be too large."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise HTTPException(413, "Request body too large")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise HTTPException(413, "Request body too large")
+        chunks.append(chunk)
+    request._body = b"".join(chunks)
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of parsed JSON, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_DEPTH:
+            return deepest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _bad_text(value: str) -> bool:
@@ -64,15 +99,18 @@ class ExactJsonRoute(APIRoute):
             if request.method in ("GET", "HEAD", "DELETE", "OPTIONS"):
                 return await handler(request)
             request = ExactJsonRequest(request.scope, request.receive)
-            body = await request.body()
-            if len(body) > MAX_BODY_BYTES:
-                raise HTTPException(413, "Request body too large")
+            await _read_body_within_limit(request)
             try:
-                data = await request.json() if body else None
+                data = await request.json() if request._body else None
             except json.JSONDecodeError:
                 data = None  # FastAPI answers these itself, as a 422 json_invalid
-            except (RecursionError, UnicodeDecodeError) as e:
+            except (RecursionError, UnicodeDecodeError, ValueError) as e:
+                # ValueError: e.g. an integer literal beyond Python's 4300-digit limit.
                 raise _invalid(("body",), "json_invalid", "Body is not usable JSON") from e
+            if _depth(data) > MAX_DEPTH:
+                raise _invalid(
+                    ("body",), "json_too_deep", f"JSON nested deeper than {MAX_DEPTH} levels"
+                )
             bad = _find_bad_text(data, ("body",))
             if bad is not None:
                 raise _invalid(

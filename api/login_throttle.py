@@ -1,6 +1,7 @@
-"""Slows password guessing: after repeated failed logins from one client for one e-mail,
-further attempts are refused for a while. Redis holds the counts when configured, so
-every worker and every API process sees the same ones."""
+"""Slows password guessing: a client gets a fixed number of login attempts for one e-mail
+per window unless one succeeds. Every attempt is counted before the password is checked,
+so parallel guesses cannot slip past the count. Redis holds the counts when configured,
+so every worker and every API process sees the same ones."""
 
 from __future__ import annotations
 
@@ -12,10 +13,8 @@ import redis
 
 
 class LoginThrottle(Protocol):
-    def retry_after(self, key: str) -> int:
-        """Seconds until `key` may try again; 0 when it may try now."""
-
-    def failed(self, key: str) -> None: ...
+    def attempt(self, key: str) -> int:
+        """Counts an attempt; 0 if it may go ahead, else the seconds to wait."""
 
     def succeeded(self, key: str) -> None: ...
 
@@ -28,19 +27,16 @@ class RedisLoginThrottle:
         self.window = window
 
     def _key(self, key: str) -> str:
-        return f"{self.prefix}:login-failures:{key}"
+        return f"{self.prefix}:login-attempts:{key}"
 
-    def retry_after(self, key: str) -> int:
+    def attempt(self, key: str) -> int:
         name = self._key(key)
-        failures, ttl = self.client.pipeline().get(name).ttl(name).execute()
-        if failures is not None and int(failures) >= self.max_failures:
-            return max(int(ttl), 1)
-        return 0
-
-    def failed(self, key: str) -> None:
-        name = self._key(key)
-        # The window starts at the first failure and is not extended by later ones.
-        self.client.pipeline().incr(name).expire(name, self.window, nx=True).execute()
+        # The window starts at the first attempt and is not extended by later ones.
+        count, _, ttl = (
+            self.client.pipeline().incr(name).expire(name, self.window, nx=True).ttl(name)
+            .execute()
+        )
+        return max(int(ttl), 1) if int(count) > self.max_failures else 0
 
     def succeeded(self, key: str) -> None:
         self.client.delete(self._key(key))
@@ -52,29 +48,22 @@ class MemoryLoginThrottle:
     def __init__(self, *, max_failures: int, window: int) -> None:
         self.max_failures = max_failures
         self.window = window
-        self._failures: dict[str, tuple[int, float]] = {}
+        self._attempts: dict[str, tuple[int, float]] = {}
         self._lock = threading.Lock()
 
-    def _current(self, key: str) -> tuple[int, float]:
-        count, started = self._failures.get(key, (0, 0.0))
-        if time.monotonic() - started >= self.window:
-            return 0, time.monotonic()
-        return count, started
-
-    def retry_after(self, key: str) -> int:
+    def attempt(self, key: str) -> int:
+        now = time.monotonic()
         with self._lock:
-            count, started = self._current(key)
-            if count >= self.max_failures:
-                return max(int(self.window - (time.monotonic() - started)), 1)
+            count, started = self._attempts.get(key, (0, now))
+            if now - started >= self.window:
+                count, started = 0, now
+            if len(self._attempts) > 100_000:
+                self._attempts.clear()
+            self._attempts[key] = (count + 1, started)
+            if count + 1 > self.max_failures:
+                return max(int(self.window - (now - started)), 1)
             return 0
-
-    def failed(self, key: str) -> None:
-        with self._lock:
-            count, started = self._current(key)
-            if len(self._failures) > 100_000:
-                self._failures.clear()
-            self._failures[key] = (count + 1, started)
 
     def succeeded(self, key: str) -> None:
         with self._lock:
-            self._failures.pop(key, None)
+            self._attempts.pop(key, None)

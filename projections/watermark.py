@@ -79,7 +79,10 @@ class ProjectionWatermark:
                 due = [w for w in self._async_waiters if w[0] <= position]
                 self._async_waiters = [w for w in self._async_waiters if w[0] > position]
         for _, loop, reached in due:
-            loop.call_soon_threadsafe(_resolve, reached)
+            try:
+                loop.call_soon_threadsafe(_resolve, reached)
+            except RuntimeError:  # the waiter's event loop has closed; nobody to wake
+                pass
 
     def _listen(self) -> None:
         while not self._stopping.is_set():
@@ -91,9 +94,10 @@ class ProjectionWatermark:
                     self._listening.set()
                     while not self._stopping.is_set():
                         for note in conn.notifies(timeout=0.1):
-                            if note.payload.startswith(self.prefix):
-                                self._advance(int(note.payload[len(self.prefix):]))
-            except psycopg.Error:
+                            position = note.payload.removeprefix(self.prefix)
+                            if position != note.payload and position.isdigit():
+                                self._advance(int(position))
+            except Exception:  # noqa: BLE001 - this thread must outlive any one failure
                 if not self._stopping.is_set():
-                    log.warning("watermark listener lost its connection; reconnecting")
+                    log.exception("watermark listener failed; reconnecting")
                     self._stopping.wait(1.0)

@@ -24,7 +24,7 @@ def login(body: LoginIn, request: Request, container: ContainerDep) -> LegacyJSO
     throttle = container.login_throttle
     client = request.client.host if request.client else "unknown"
     key = f"{body.email.lower()}|{client}"
-    wait = throttle.retry_after(key)
+    wait = throttle.attempt(key)
     if wait:
         raise HTTPException(429, TOO_MANY, headers={"Retry-After": str(wait)})
     user = container.ledger.find_user_by_email(body.email)
@@ -38,7 +38,6 @@ def login(body: LoginIn, request: Request, container: ContainerDep) -> LegacyJSO
         container.passwords.spend_time()
         user = None
     if user is None:
-        throttle.failed(key)
         raise HTTPException(401, INVALID)
     throttle.succeeded(key)
     committed = container.ledger.record_login(user.id)

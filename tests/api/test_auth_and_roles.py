@@ -370,6 +370,25 @@ def test_a_deactivated_operators_token_stops_working(client, app_container, toke
     assert login(client, "operator@plant.example").text == INVALID_CREDENTIALS
 
 
+def test_while_a_rebuild_replays_users_a_deactivated_token_stays_refused(
+    client, app_container, token_for
+):
+    """The read side forgets users during a rebuild; the ledger still knows who left."""
+    app_container.access.ttl_seconds = 0
+    headers = bearer(token_for(Role.OPERATOR))
+    operator = app_container.ledger.find_user_by_email("operator@plant.example")
+    app_container.ledger.deactivate_user(operator.id, actor_id=SYSTEM_ACTOR_ID)
+    wait_until_projected(app_container)
+    with app_container.read_pool.connection() as conn:
+        conn.execute("TRUNCATE users, user_state")
+
+    assert_unauthorized(client.get("/api/traceability/ANY", headers=headers))
+    viewer = bearer(token_for(Role.VIEWER))
+    with app_container.read_pool.connection() as conn:
+        conn.execute("TRUNCATE users, user_state")
+    assert client.get("/api/traceability/ANY", headers=viewer).status_code == 404
+
+
 @pytest.mark.parametrize(
     ("start", "then", "status"),
     [(Role.VIEWER, Role.OPERATOR, 201), (Role.OPERATOR, Role.AUDITOR, 403)],

@@ -98,3 +98,25 @@ def test_every_api_process_counts_the_same_failures_through_redis(make_container
         assert login(second_client, "guess").status_code == 401
         assert login(first_client, "guess").status_code == 401
         assert login(second_client, PASSWORD).status_code == 429
+
+
+def test_guesses_sent_in_parallel_are_counted_before_any_password_is_checked(make_client):
+    """Twenty guesses at once: only three get as far as the password check."""
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    client = make_client()
+    with ThreadPoolExecutor(20) as pool:
+        statuses = list(pool.map(lambda _: login(client, "guess").status_code, range(20)))
+    assert statuses.count(401) == 3
+    assert statuses.count(429) == 17
+
+
+def test_with_redis_down_a_login_is_a_503_not_a_crash(make_container):
+    container = make_container(run_projector=False, redis_url="redis://127.0.0.1:1/0")
+    with TestClient(create_app(container=container)) as client:
+        response = login(client, PASSWORD)
+    assert response.status_code == 503
+    assert response.json() == {
+        "detail": "Service temporarily unavailable",
+        "error": "Service temporarily unavailable",
+    }

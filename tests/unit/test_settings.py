@@ -43,3 +43,11 @@ def test_settings_come_from_the_environment_when_built_not_at_import(monkeypatch
     settings = Settings()
     assert settings.jwt_expire_minutes == 15
     assert settings.passwordless_login is True
+
+
+@pytest.mark.parametrize("schema", ["RvMixedCase", "plant one", "x; DROP", "1abc", ""])
+def test_a_schema_name_that_cannot_go_into_search_path_as_is_is_refused(schema):
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    with pytest.raises(ValidationError):
+        Settings(database_schema=schema)

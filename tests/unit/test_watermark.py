@@ -1,0 +1,35 @@
+"""The read-your-writes watermark, without a database: how waiters are woken."""
+
+import asyncio
+
+from projections.watermark import ProjectionWatermark
+
+
+def test_an_async_waiter_is_woken_when_the_projector_reaches_its_position():
+    watermark = ProjectionWatermark("unused", "public")
+
+    async def scenario():
+        waiting = asyncio.create_task(watermark.wait_for_async(5, timeout=5))
+        await asyncio.sleep(0.01)
+        watermark._advance(4)
+        await asyncio.sleep(0.01)
+        assert not waiting.done()
+        watermark._advance(5)
+        return await waiting
+
+    assert asyncio.run(scenario()) is True
+
+
+def test_an_async_waiter_gives_up_after_its_timeout():
+    watermark = ProjectionWatermark("unused", "public")
+    assert asyncio.run(watermark.wait_for_async(1, timeout=0.05)) is False
+    assert watermark._async_waiters == []
+
+
+def test_a_waiter_whose_event_loop_has_closed_does_not_break_the_listener():
+    watermark = ProjectionWatermark("unused", "public")
+    loop = asyncio.new_event_loop()
+    watermark._async_waiters.append((3, loop, loop.create_future()))
+    loop.close()
+    watermark._advance(3)  # must not raise: the listener thread would die with it
+    assert watermark.position == 3
