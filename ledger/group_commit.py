@@ -55,6 +55,7 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
         self._queue: queue.SimpleQueue[_Append | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._writer_lock = threading.Lock()
+        self._closed = False
         self._insert_returning = SQL(
             "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state)"
             " SELECT originator_id, originator_version, topic, state"
@@ -111,28 +112,30 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
         if kwargs.get("tracking") is not None:  # process recorders: keep the library's path
             return super().insert_events(stored_events, **kwargs)
         append = _Append(stored_events)
-        self._ensure_writer()
-        self._queue.put(append)
+        with self._writer_lock:
+            if self._closed:
+                raise PersistenceError("the ledger is closed")
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._write_forever, name="group-commit", daemon=True
+                )
+                self._writer.start()
+            # Queued under the lock, so nothing can land behind close_writer's sentinel.
+            self._queue.put(append)
         append.done.wait()
         if append.error is not None:
             raise append.error
         return append.ids
 
     def close_writer(self) -> None:
+        """Lets the writer commit what is queued, then refuses further appends."""
         with self._writer_lock:
-            if self._writer is not None:
+            self._closed = True
+            writer, self._writer = self._writer, None
+            if writer is not None:
                 self._queue.put(None)
-                self._writer.join(10)
-                self._writer = None
-
-    def _ensure_writer(self) -> None:
-        if self._writer is None:
-            with self._writer_lock:
-                if self._writer is None:
-                    self._writer = threading.Thread(
-                        target=self._write_forever, name="group-commit", daemon=True
-                    )
-                    self._writer.start()
+        if writer is not None:
+            writer.join(10)
 
     # --- the writer --------------------------------------------------------------------
 

@@ -1,9 +1,10 @@
 """Follows the event log and applies it to the read tables, many events per transaction.
 
 Exactly-once: the rows of a batch and the projection's position commit together, and
-the position is re-read under a row lock, so a batch that was already applied (by a
-crashed run, or by a second projector) is skipped. Only one projector per name is
-active at a time: it holds a session advisory lock while it runs.
+the position only moves from the value this projector last saw (compare and set), so a
+batch that was already applied (by a crashed run, or by a second projector) is skipped.
+Only one projector per name is active at a time: it holds a session advisory lock while
+it runs, and checks before each batch that the lock's connection is still alive.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ DEFAULT_PROJECTION = "legacy_tables"
 
 class _TrackingMoved(Exception):
     """Another projector committed this projection's position first."""
+
+
+class ProjectionRewound(Exception):
+    """The projection's position went back (a rebuild): resubscribe from where it is."""
 
 
 class BatchingSubscription(PostgresSubscription):
@@ -86,8 +91,18 @@ class ProjectorLock:
         self._conn: psycopg.Connection[Any] | None = None
 
     def __enter__(self) -> ProjectorLock:
-        self._conn = psycopg.connect(self.conninfo, autocommit=True)
+        # Keepalives: a connection that silently died must not leave us believing we
+        # still hold the lock while another projector takes it.
+        self._conn = psycopg.connect(
+            self.conninfo, autocommit=True,
+            keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3,
+        )
         return self
+
+    def check(self) -> None:
+        """Raises if the lock's connection (and so the lock) is gone."""
+        assert self._conn is not None, "use the lock as a context manager"
+        self._conn.execute("SELECT 1")
 
     def __exit__(self, *exc: object) -> None:
         if self._conn is not None:
@@ -168,7 +183,10 @@ class Projector:
             try:
                 self._commit(ops, expected, position, fresh)
             except _TrackingMoved:
-                self._known = None
+                if self.position() < expected:
+                    # Rewound under us (a rebuild): filtering this batch would skip the
+                    # events before it. Start again from the new position instead.
+                    raise ProjectionRewound(self.name) from None
                 continue
             self._known = position
             if self.on_applied is not None:
@@ -260,11 +278,11 @@ class ProjectorRunner:
                 return
             self.active.set()
             try:
-                self._follow()
+                self._follow(lock)
             finally:
                 self.active.clear()
 
-    def _follow(self) -> None:
+    def _follow(self, lock: ProjectorLock) -> None:
         projector = self.projector
         projector.ensure_tracking_row()
         with BatchingSubscription(
@@ -278,4 +296,5 @@ class ProjectorRunner:
                     batch = subscription.next_batch(projector.batch_size)
                 except StopIteration:
                     break
+                lock.check()
                 projector.apply(batch)

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import threading
+from decimal import Decimal
+from uuid import uuid4
+
+import pytest
+from eventsourcing.persistence import PersistenceError
 
 from ledger.application import Ledger
+from ledger.commands import NewLot
 from ledger.event_store import ensure_schema, postgres_env
 
 
@@ -30,3 +36,21 @@ def test_workers_starting_together_all_set_up_the_event_store(database_url, sche
             t.join(60)
 
     assert errors == []
+
+
+def test_a_closed_writer_refuses_appends_instead_of_leaving_them_waiting(
+    database_url, schema
+):
+    """At shutdown, an append that arrives after the writer stopped must fail, not hang."""
+    ensure_schema(database_url, schema)
+    ledger = Ledger(postgres_env(database_url, schema=schema, pool_size=2))
+    lot = ledger.register_lot(NewLot(lot_code="RAW-1", weight_kg=Decimal(5)), actor_id=None)
+    beef = lot.aggregate
+    beef.consume(child_lot_id=uuid4(), quantity_kg=Decimal(1), actor_id=None)
+    pending = [ledger.mapper.to_stored_event(e) for e in beef.collect_events()]
+
+    ledger.recorder.close_writer()
+
+    with pytest.raises(PersistenceError, match="closed"):
+        ledger.recorder.insert_events(pending)
+    ledger.close()

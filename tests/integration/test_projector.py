@@ -391,3 +391,23 @@ def test_a_running_projector_that_crashes_mid_batch_restarts_and_projects_once(
     assert sorted(r[1] for r in rows["lots"]) == ["MIX-1", "RAW-BEEF-1", "RAW-BEEF-2"]
     assert len(rows["lot_genealogy"]) == 2
     assert sorted(r[4] for r in rows["lot_state"]) == [0, Decimal(30), Decimal(40)]
+
+
+def test_a_projector_rewound_by_a_rebuild_stops_rather_than_skip_events(container, ledger):
+    """A rebuild empties the tables under a running projector; its next batch must not be
+    filtered against the old position (that would skip everything before it)."""
+    from projections.projector import ProjectionRewound  # noqa: PLC0415
+
+    register(ledger, "RAW-BEEF-1", "RAW", "100")
+    running = container.projector
+    running.catch_up()
+    with container.read_pool.connection() as conn, conn.transaction():
+        truncate_read_tables(conn, running.name)
+    register(ledger, "RAW-BEEF-2", "RAW", "80")
+    new_events = [n for n in all_notifications(container) if n.id > running._known]
+
+    with pytest.raises(ProjectionRewound):
+        running.apply(new_events)
+
+    assert projector_like(container).catch_up() == head(container)
+    assert scalar(container, "SELECT count(*) FROM lots") == 2
