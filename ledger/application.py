@@ -5,11 +5,11 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping
-from typing import TypeVar
+from typing import Any, ClassVar, TypeVar
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, Transcoding
 
 from ledger.commands import Committed, InputRef, NewLot, NewQcDecision
 from ledger.errors import (
@@ -22,8 +22,9 @@ from ledger.errors import (
     UserNotFound,
 )
 from ledger.event_store import forbid_rewrites
-from ledger.lot import Lot, LotCode
+from ledger.lot import Lot, LotCode, QcRecord
 from ledger.user import User, UserEmail
+from ledger.values import QcDecision
 
 T = TypeVar("T")
 
@@ -34,6 +35,13 @@ MAX_ATTEMPTS = 40
 
 class Ledger(Application[UUID]):
     name = "ledger"
+    # Snapshots are a cache, not history: a user logs in every shift and a raw lot may
+    # feed a thousand batches, and loading either must not replay all of it each time.
+    snapshotting_intervals: ClassVar = {User: 20, Lot: 50}
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        transcoder.register(QcRecordAsDict())
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         super().__init__(env)
@@ -236,6 +244,26 @@ class Ledger(Application[UUID]):
     def _save(self, *aggregates: object) -> int:
         recordings = self.save(*aggregates)  # type: ignore[arg-type]
         return max(r.notification.id for r in recordings)
+
+
+class QcRecordAsDict(Transcoding):
+    """Lets a lot's QC history go into a snapshot."""
+
+    type = QcRecord
+    name = "flowviz_qc_record"
+
+    def encode(self, obj: QcRecord) -> dict[str, Any]:
+        return {
+            "decision_id": obj.decision_id,
+            "decision": str(obj.decision),
+            "notes": obj.notes,
+            "decided_at": obj.decided_at,
+        }
+
+    def decode(self, data: dict[str, Any]) -> QcRecord:
+        return QcRecord(
+            data["decision_id"], QcDecision(data["decision"]), data["notes"], data["decided_at"]
+        )
 
 
 def _check_parents_distinct(parents: list[tuple[Lot, InputRef]]) -> None:
