@@ -100,7 +100,7 @@ def serve(
         os.environ["SECRET_KEY"] = secrets.token_urlsafe(48)
         settings = get_settings()
     _exit_on_sigterm()
-    with database(settings) as settings, _shared_metrics(workers):
+    with database(settings) as settings:
         container = Container(settings, run_projector=False)
         try:
             if demo:
@@ -110,14 +110,15 @@ def serve(
                 console.print("demo data loaded" if loaded else "demo data already present")
         finally:
             container.close()
-        uvicorn.run(
-            "api.main:create_app",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_level=log_level,
-        )
+        with _shared_metrics(workers):
+            uvicorn.run(
+                "api.main:create_app",
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                log_level=log_level,
+            )
 
 
 @app.command()

@@ -84,6 +84,7 @@ class Container:
         self.read_model = ReadModel(self.read_pool)
         self.access = AccessCache(self.read_model)
         self.metrics = Metrics(self._pools)
+        self.ledger.on_commit.append(self.metrics.count_committed)
         self.passwords = PasswordHasher(settings.bcrypt_rounds)
         self.redis: redis.Redis | None = (
             redis.Redis.from_url(settings.redis_url) if settings.redis_url else None

@@ -12,6 +12,8 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ledger.lot import Lot
+
 
 class Metrics:
     """One set per process. Under several workers (PROMETHEUS_MULTIPROC_DIR set before the
@@ -57,6 +59,14 @@ class Metrics:
             "flowviz_http_requests_in_progress", "HTTP requests being served", ["method"],
             registry=r, multiprocess_mode="livesum",
         )
+
+    def count_committed(self, events: list[object]) -> None:
+        """Business counters move when the ledger commits, whoever wrote (API, CLI, demo)."""
+        for event in events:
+            if isinstance(event, Lot.Registered):
+                self.lots_registered.labels(event.lot_type or "none").inc()
+            elif isinstance(event, Lot.QcDecisionRecorded):
+                self.qc_decisions.labels(event.decision).inc()
 
     def refresh_pools(self) -> None:
         for name, pool in self._pools().items():

@@ -45,6 +45,8 @@ class Ledger(Application[UUID]):
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         super().__init__(env)
+        # Called with the events of every save, once they are committed (e.g. metrics).
+        self.on_commit: list[Callable[[list[object]], None]] = []
         datastore = getattr(self.recorder, "datastore", None)
         if datastore is not None:
             forbid_rewrites(datastore, self.recorder.events_table_name)  # type: ignore[attr-defined]
@@ -243,6 +245,9 @@ class Ledger(Application[UUID]):
 
     def _save(self, *aggregates: object) -> int:
         recordings = self.save(*aggregates)  # type: ignore[arg-type]
+        committed = [r.domain_event for r in recordings]
+        for listener in self.on_commit:
+            listener(committed)
         return max(r.notification.id for r in recordings)
 
 

@@ -42,7 +42,6 @@ async def create_lot(
     committed = await run_in_threadpool(
         container.ledger.register_lot, new, actor_id=principal.user_id
     )
-    container.metrics.lots_registered.labels(new.lot_type or "none").inc()
     lot = committed.aggregate
     if await container.watermark.wait_for_async(
         committed.position, container.settings.flowviz_read_your_writes_timeout
@@ -74,7 +73,6 @@ async def create_qc_decision(
     committed = await run_in_threadpool(
         container.ledger.record_qc_decision, new, actor_id=principal.user_id
     )
-    container.metrics.qc_decisions.labels(new.decision).inc()
     decision_id = committed.extra["decision_id"]
     if await container.watermark.wait_for_async(
         committed.position, container.settings.flowviz_read_your_writes_timeout

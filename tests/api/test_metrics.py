@@ -136,3 +136,25 @@ def test_requests_to_unknown_paths_share_one_label(client):
     assert sample(
         text, "flowviz_http_requests_total", method="GET", path="unmatched", status="404"
     ) == 5
+
+
+def test_lots_and_decisions_written_outside_http_count_when_they_commit(client, app_container):
+    """The counters follow the ledger's commits, not the HTTP routes."""
+    from decimal import Decimal  # noqa: PLC0415
+
+    from ledger.commands import NewLot, NewQcDecision  # noqa: PLC0415
+
+    before = scrape(client)
+    lot = app_container.ledger.register_lot(
+        NewLot(lot_code="FRZ-CLI", lot_type="FRZ", weight_kg=Decimal(5)), actor_id=None
+    ).aggregate
+    app_container.ledger.record_qc_decision(
+        NewQcDecision(lot_id=lot.id, decision="FAIL", notes="freezer alarm at 03:00"),
+        actor_id=None,
+    )
+    after = scrape(client)
+
+    lots = "flowviz_lots_registered_total"
+    assert sample(after, lots, lot_type="FRZ") == sample(before, lots, lot_type="FRZ") + 1
+    qc = "flowviz_qc_decisions_total"
+    assert sample(after, qc, decision="FAIL") == sample(before, qc, decision="FAIL") + 1
