@@ -45,10 +45,6 @@ class Settings(BaseSettings):
     login_max_failures: int = 10
     login_lockout_seconds: int = 300
 
-    @property
-    def passwordless_login(self) -> bool:
-        return self.flowviz_passwordless_login
-
     def problems_for_production(self) -> list[str]:
         problems = []
         secret = self.secret_key.get_secret_value() if self.secret_key else ""

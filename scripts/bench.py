@@ -246,7 +246,11 @@ def main() -> None:  # noqa: PLR0915 - a script that reads top to bottom
             sampler.join()
             with psycopg.connect(url, autocommit=True) as conn:
                 lots_after = conn.execute("SELECT count(*) FROM lots").fetchone()[0]
+                registered = conn.execute(
+                    "SELECT count(*) FROM ledger_events WHERE topic = 'ledger.lot:Lot.Registered'"
+                ).fetchone()[0]
             results["a"] = (post_rate, raw, post_total, post_failed, lots_after - lots_before)
+            results["log"] = (lots_after, registered)
             results["c"] = sampler.lags_ms()
 
             print(f"(b) three legacy queries, pgbench -c {c}, {d}s ...", flush=True)
@@ -277,8 +281,11 @@ def main() -> None:  # noqa: PLR0915 - a script that reads top to bottom
     print(f"{'(c) projection lag p50 / p99 ms':<48}{percentile(lags, .5):>14.1f}{percentile(lags, .99):>12.1f}{'':>8}  p99 < 100")
     print(f"{'(d) ledger appends /s vs library default /s':<48}{ours:>14.0f}{lib:>12.0f}{ours / lib:>8.1f}  >= 10")
     print(f"{'(e) peak RSS per server process MB':<48}{peak_mb:>14.0f}{'':>12}{'':>8}  < 300")
-    print(f"non-2xx/socket errors: POST {post_failed}, GET {trace_failed}; "
-          f"POST answered {post_total}, lots added {lots_added}")
+    rows, events = results["log"]
+    print(f"non-2xx/socket errors: POST {post_failed}, GET {trace_failed}")
+    print(f"POST 201 answers {post_total - post_failed}, lots added {lots_added} "
+          f"(wrk drops up to {c} in-flight answers when it stops); "
+          f"lots rows {rows} = Lot.Registered events {events}: {'yes' if rows == events else 'NO'}")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ def login(body: LoginIn, request: Request, container: ContainerDep) -> LegacyJSO
     elif body.password is not None:
         if not container.passwords.verify(body.password, user.password_hash):
             user = None
-    elif not container.settings.passwordless_login:
+    elif not container.settings.flowviz_passwordless_login:
         container.passwords.spend_time()
         user = None
     if user is None:

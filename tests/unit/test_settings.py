@@ -42,7 +42,7 @@ def test_settings_come_from_the_environment_when_built_not_at_import(monkeypatch
     monkeypatch.setenv("FLOWVIZ_PASSWORDLESS_LOGIN", "true")
     settings = Settings()
     assert settings.jwt_expire_minutes == 15
-    assert settings.passwordless_login is True
+    assert settings.flowviz_passwordless_login is True
 
 
 @pytest.mark.parametrize("schema", ["RvMixedCase", "plant one", "x; DROP", "1abc", ""])
