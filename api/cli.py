@@ -143,8 +143,6 @@ def projections_status() -> None:
     with database(_settings()) as settings:
         container = Container(settings, run_projector=False)
         try:
-            # A projection that never ran is the most behind of all: list it at position 0.
-            container.projector.ensure_tracking_row()
             statuses = container.read_model.projection_status(container.events_table)
         finally:
             container.close()

@@ -109,6 +109,8 @@ class Container:
             schema=schema,
             render_lot=legacy_shapes.lot_json_from_registration,
         )
+        # A projection that never ran is the most behind of all: status and metrics list it.
+        self.projector.ensure_tracking_row()
         self.watermark = ProjectionWatermark(self.conninfo, schema)
         self.runner: ProjectorRunner | None = None
         self._started = False

@@ -13,6 +13,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledger.lot import Lot
+from projections.queries import ProjectionStatus
 
 
 class Metrics:
@@ -46,6 +47,14 @@ class Metrics:
         )
         self.pool_idle = Gauge(
             "flowviz_db_pool_connections_idle", "Connections waiting in the pool", ["pool"],
+            registry=r, multiprocess_mode="livesum",
+        )
+        self.projection_lag = Gauge(
+            "flowviz_projection_lag_events", "Events recorded but not yet in the read tables",
+            ["projection"], registry=r, multiprocess_mode="livemostrecent",
+        )
+        self.projector_failures = Gauge(
+            "flowviz_projector_failures", "Projector restarts after an error, this process",
             registry=r, multiprocess_mode="livesum",
         )
         self.http_requests = Counter(
@@ -89,6 +98,11 @@ class Metrics:
     def _refresh_loop(self, interval: float) -> None:
         while not self._stop_refreshing.wait(interval):
             self.refresh_pools()
+
+    def record_projection(self, statuses: list[ProjectionStatus], failures: int) -> None:
+        for status in statuses:
+            self.projection_lag.labels(status.name).set(status.lag)
+        self.projector_failures.set(failures)
 
     def exposition(self) -> bytes:
         self.refresh_pools()

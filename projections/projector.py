@@ -246,6 +246,7 @@ class ProjectorRunner:
         self._subscription: BatchingSubscription | None = None
         self._thread: threading.Thread | None = None
         self.active = threading.Event()
+        self.failures = 0  # restarts after an error: a stuck projector shows here
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="projector", daemon=True)
@@ -266,6 +267,7 @@ class ProjectorRunner:
                 if self._stopping.is_set():
                     break
                 log.exception("projector failed; resuming from its committed position")
+                self.failures += 1
                 self._stopping.wait(self.retry_seconds)
 
     def _run_while_holding_lock(self) -> None:

@@ -158,3 +158,24 @@ def test_lots_and_decisions_written_outside_http_count_when_they_commit(client, 
     assert sample(after, lots, lot_type="FRZ") == sample(before, lots, lot_type="FRZ") + 1
     qc = "flowviz_qc_decisions_total"
     assert sample(after, qc, decision="FAIL") == sample(before, qc, decision="FAIL") + 1
+
+
+def test_the_projection_lag_shows_how_far_the_read_tables_are_behind(make_container):
+    """An operator's alert: events recorded that the read tables do not show yet."""
+    from fastapi.testclient import TestClient  # noqa: PLC0415
+
+    from api.main import create_app  # noqa: PLC0415
+    from ledger.commands import NewLot  # noqa: PLC0415
+
+    stalled = make_container(run_projector=False)
+    for code in ("RAW-1", "RAW-2"):
+        stalled.ledger.register_lot(NewLot(lot_code=code), actor_id=None)
+    with TestClient(create_app(container=stalled)) as client:
+        behind = scrape(client)
+        stalled.projector.catch_up()
+        caught_up = scrape(client)
+
+    lag = "flowviz_projection_lag_events"
+    assert sample(behind, lag, projection="legacy_tables") == 4  # two lots, two code claims
+    assert sample(caught_up, lag, projection="legacy_tables") == 0
+    assert "flowviz_projector_failures 0.0" in caught_up
