@@ -47,7 +47,7 @@ async def current_principal(
     except InvalidToken:
         raise HTTPException(401, "Invalid or expired token", headers=_CHALLENGE) from None
     # The read side decides role and status, so a role change or deactivation takes
-    # effect before the token expires; a user too new to be projected keeps the token's.
+    # effect before the token expires (within the access cache's few seconds).
     access = container.access.cached(claims.user_id)
     if access is MISSING:  # a database read: keep it off the event loop
         access = await run_in_threadpool(container.access.get, claims.user_id)

@@ -286,7 +286,6 @@ class ProjectorRunner:
 
     def _follow(self, lock: ProjectorLock) -> None:
         projector = self.projector
-        projector.ensure_tracking_row()
         with BatchingSubscription(
             recorder=projector.recorder, gt=projector.position()
         ) as subscription:
