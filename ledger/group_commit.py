@@ -59,7 +59,7 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
         self._insert_returning = SQL(
             "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state)"
             " SELECT originator_id, originator_version, topic, state"
-            " FROM unnest(%s::{schema}.{type}[]) RETURNING notification_id"
+            " FROM unnest(%b::{schema}.{type}[]) RETURNING notification_id"
         ).format(
             schema=Identifier(self.datastore.schema),
             table=Identifier(self.events_table_name),
@@ -87,7 +87,8 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
             channel=Identifier(self.channel_name),
             timeout=SQL(str(int(self.datastore.lock_timeout))),
         )
-        self._append_all = SQL("SELECT notification_id FROM {schema}.{function}(%s)").format(
+        # Binary: the events' state (bytea) goes as bytes, not escaped into text.
+        self._append_all = SQL("SELECT notification_id FROM {schema}.{function}(%b)").format(
             schema=Identifier(self.datastore.schema), function=append_function
         )
 
