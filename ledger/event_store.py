@@ -47,8 +47,10 @@ def ensure_schema(database_url: str, schema: str) -> None:
 
 # Processes starting together (uvicorn workers) would otherwise replace the same function
 # or trigger at once and fail with "tuple concurrently updated".
-SETUP_LOCK = "SELECT pg_advisory_lock(hashtext('flowviz:event-store-setup'))"
-SETUP_UNLOCK = "SELECT pg_advisory_unlock(hashtext('flowviz:event-store-setup'))"
+_SETUP_KEY = "hashtext('flowviz:event-store-setup')"
+SETUP_LOCK = f"SELECT pg_advisory_lock({_SETUP_KEY})"
+SETUP_UNLOCK = f"SELECT pg_advisory_unlock({_SETUP_KEY})"
+SETUP_XACT_LOCK = f"SELECT pg_advisory_xact_lock({_SETUP_KEY})"
 
 
 def forbid_rewrites(datastore: PostgresDatastore, events_table: str) -> None:
@@ -61,7 +63,7 @@ def forbid_rewrites(datastore: PostgresDatastore, events_table: str) -> None:
     table = Identifier(events_table)
     function = Identifier(f"{events_table}_immutable")
     with datastore.transaction(commit=True) as curs:
-        curs.execute(SETUP_LOCK.replace("pg_advisory_lock", "pg_advisory_xact_lock"))
+        curs.execute(SETUP_XACT_LOCK)
         curs.execute(
             SQL(
                 "CREATE OR REPLACE FUNCTION {schema}.{function}() RETURNS trigger "
