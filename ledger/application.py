@@ -5,13 +5,17 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, JSONTranscoder, Transcoding
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, StoredEvent, Transcoding
+
+from ledger import hash_chain
 
 from ledger.commands import Committed, InputRef, NewLot, NewQcDecision
+from ledger.history import HistoryEntry, LotHistory
 from ledger.errors import (
     ConcurrencyConflict,
     DuplicateInput,
@@ -138,6 +142,44 @@ class Ledger(Application[UUID]):
         except AggregateNotFoundError:
             return None
         return self.repository.get(claim.lot_id)
+
+    # --- audit ---------------------------------------------------------------------------
+
+    def lot_history(self, lot_code: str, as_of: datetime | None = None) -> LotHistory:
+        """The lot's events as recorded, with their hashes; up to `as_of` when given."""
+        try:
+            claim: LotCode = self.repository.get(LotCode.id_for(lot_code))
+        except AggregateNotFoundError:
+            raise LotNotFound(lot_code) from None
+        with self._datastore.get_connection() as conn:
+            chained = hash_chain.stream(
+                conn, self._datastore.schema, self.recorder.events_table_name, claim.lot_id  # type: ignore[attr-defined]
+            )
+        entries = []
+        for c in chained:
+            event = self.mapper.to_domain_event(
+                StoredEvent(c.originator_id, c.version, c.topic, c.state)
+            )
+            if as_of is not None and event.timestamp > as_of:
+                break
+            entries.append(HistoryEntry.of(event, c))
+        return LotHistory(claim.lot_id, lot_code, entries)
+
+    def digest(self) -> hash_chain.Digest:
+        with self._datastore.get_connection() as conn:
+            return hash_chain.digest(
+                conn, self._datastore.schema, self.recorder.events_table_name  # type: ignore[attr-defined]
+            )
+
+    def verify(self, against: hash_chain.Digest | None = None) -> hash_chain.Verification:
+        with self._datastore.get_connection() as conn:
+            return hash_chain.verify(
+                conn, self._datastore.schema, self.recorder.events_table_name, against  # type: ignore[attr-defined]
+            )
+
+    @property
+    def _datastore(self) -> Any:
+        return self.recorder.datastore  # type: ignore[attr-defined]
 
     def lot_code_taken(self, lot_code: str) -> bool:
         return LotCode.id_for(lot_code) in self.repository

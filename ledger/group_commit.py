@@ -31,6 +31,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.sql import SQL, Identifier
 
 from ledger.event_store import SETUP_LOCK, SETUP_UNLOCK
+from ledger.hash_chain import ADD_COLUMNS, APPEND_FUNCTION
 
 log = logging.getLogger(__name__)
 
@@ -56,30 +57,11 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
         self._writer: threading.Thread | None = None
         self._writer_lock = threading.Lock()
         self._closed = False
-        self._insert_returning = SQL(
-            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state)"
-            " SELECT originator_id, originator_version, topic, state"
-            " FROM unnest(%b::{schema}.{type}[]) RETURNING notification_id"
-        ).format(
-            schema=Identifier(self.datastore.schema),
-            table=Identifier(self.events_table_name),
-            type=Identifier(self.stored_event_type_name),
-        )
         append_function = Identifier(f"{self.events_table_name}_append")
-        # The same lock the library takes per append, taken once for the whole batch and
-        # held to the end of the implicit transaction, so ids still commit in order.
-        self._create_append_function = SQL(
-            "CREATE OR REPLACE FUNCTION {schema}.{function}(events {schema}.{type}[])"
-            " RETURNS TABLE (notification_id bigint) LANGUAGE plpgsql AS $$ BEGIN"
-            " PERFORM set_config('lock_timeout', '{timeout}s', true);"
-            " LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE;"
-            " NOTIFY {channel};"
-            " RETURN QUERY INSERT INTO {schema}.{table} AS t"
-            " (originator_id, originator_version, topic, state)"
-            " SELECT e.originator_id, e.originator_version, e.topic, e.state FROM unnest(events) e"
-            " RETURNING t.notification_id;"
-            " END $$"
-        ).format(
+        self._add_hash_columns = SQL(ADD_COLUMNS).format(
+            schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name)
+        )
+        self._create_append_function = SQL(APPEND_FUNCTION).format(
             schema=Identifier(self.datastore.schema),
             function=append_function,
             type=Identifier(self.stored_event_type_name),
@@ -99,6 +81,7 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
             try:
                 super().create_table()
                 with self.datastore.transaction(commit=True) as curs:
+                    curs.execute(self._add_hash_columns)
                     curs.execute(self._create_append_function)
             finally:
                 lock.execute(SETUP_UNLOCK)
@@ -178,16 +161,12 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
             if append.error is None:
                 append.error = error
 
-    def _start(self, conn: psycopg.Connection[Any]) -> None:
-        for statement in self.lock_table_statements:
-            conn.execute(statement, prepare=True)
-        conn.execute(SQL("NOTIFY {0}").format(Identifier(self.channel_name)))
-
-    def _insert(self, conn: psycopg.Connection[Any], events: Sequence[StoredEvent]) -> list[int]:
+    def _append(self, conn: psycopg.Connection[Any], events: Sequence[StoredEvent]) -> list[int]:
         rows = conn.execute(
-            self._insert_returning,
+            self._append_all,
             ([self.construct_pg_stored_event(
                 e.originator_id, e.originator_version, e.topic, e.state) for e in events],),
+            prepare=True,
         ).fetchall()
         return [row["notification_id"] for row in rows]
 
@@ -216,10 +195,11 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
 
     def _commit_each_under_savepoint(self, batch: list[_Append]) -> None:
         with self.datastore.get_connection() as conn, conn.transaction():
-            self._start(conn)
             for append in batch:
                 try:
-                    with conn.transaction():  # a savepoint: a clash undoes this append only
-                        append.ids = self._insert(conn, append.events)
+                    # A savepoint: a clash undoes this append only. The first call takes
+                    # the table lock, held until the one commit.
+                    with conn.transaction():
+                        append.ids = self._append(conn, append.events)
                 except psycopg.errors.UniqueViolation as e:
                     append.error = IntegrityError(str(e))
