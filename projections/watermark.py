@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 
 import psycopg
 
 from projections.projector import DEFAULT_PROJECTION, PROJECTED_CHANNEL, read_position
 
 log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.5
 
 
 def _resolve(reached: asyncio.Future) -> None:
@@ -28,6 +31,7 @@ class ProjectionWatermark:
         self._position = 0
         self._changed = threading.Condition()
         self._async_waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future]] = []
+        self._sync_waiters = 0
         self._stopping = threading.Event()
         self._listening = threading.Event()
         self._thread = threading.Thread(target=self._listen, name="watermark", daemon=True)
@@ -48,7 +52,11 @@ class ProjectionWatermark:
     def wait_for(self, position: int, timeout: float) -> bool:
         """True once the read tables include `position`; False when `timeout` passes first."""
         with self._changed:
-            return self._changed.wait_for(lambda: self._position >= position, timeout)
+            self._sync_waiters += 1
+            try:
+                return self._changed.wait_for(lambda: self._position >= position, timeout)
+            finally:
+                self._sync_waiters -= 1
 
     async def wait_for_async(self, position: int, timeout: float) -> bool:
         """As `wait_for`, without holding a thread while waiting."""
@@ -84,6 +92,10 @@ class ProjectionWatermark:
             except RuntimeError:  # the waiter's event loop has closed; nobody to wake
                 pass
 
+    def _awaited(self) -> bool:
+        with self._changed:
+            return bool(self._sync_waiters or self._async_waiters)
+
     def _listen(self) -> None:
         while not self._stopping.is_set():
             try:
@@ -92,11 +104,16 @@ class ProjectionWatermark:
                     # Read after LISTEN so no commit falls between the two.
                     self._advance(read_position(conn, self.name))
                     self._listening.set()
+                    polled = time.monotonic()
                     while not self._stopping.is_set():
                         for note in conn.notifies(timeout=0.1):
                             position = note.payload.removeprefix(self.prefix)
                             if position != note.payload and position.isdigit():
                                 self._advance(int(position))
+                        # Waiters must never hang on one lost notification: look anyway.
+                        if self._awaited() and time.monotonic() - polled >= POLL_SECONDS:
+                            polled = time.monotonic()
+                            self._advance(read_position(conn, self.name))
             except Exception:  # noqa: BLE001 - this thread must outlive any one failure
                 if not self._stopping.is_set():
                     log.exception("watermark listener failed; reconnecting")

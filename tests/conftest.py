@@ -113,6 +113,9 @@ def settings(database_url: str, schema: str) -> Settings:
         bcrypt_rounds=4,
         db_pool_size=4,
         flowviz_passwordless_login=False,
+        # A loaded CI machine can hold the projector back for seconds; a POST that timed
+        # out waiting would answer before its row is readable and the next GET would 404.
+        flowviz_read_your_writes_timeout=15.0,
     )
 
 

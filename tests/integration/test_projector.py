@@ -411,3 +411,20 @@ def test_a_projector_rewound_by_a_rebuild_stops_rather_than_skip_events(containe
 
     assert projector_like(container).catch_up() == head(container)
     assert scalar(container, "SELECT count(*) FROM lots") == 2
+
+
+def test_a_waiter_wakes_even_when_the_projectors_notification_is_lost(container):
+    """LISTEN/NOTIFY can drop a notification (a reconnect, a busy server): a POST waiting to
+    read its own write must still see the projector's position, by looking for it."""
+    watermark = container.watermark
+    watermark.start()
+    with container.read_pool.connection() as conn:
+        # The projector's commit, but without its notification.
+        conn.execute(
+            "INSERT INTO projection_tracking (name, position) VALUES (%s, 7)"
+            " ON CONFLICT (name) DO UPDATE SET position = 7",
+            (watermark.name,),
+        )
+
+    assert watermark.wait_for(7, timeout=5)
+    assert watermark.position == 7
