@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import signal
@@ -10,6 +11,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -27,8 +29,12 @@ from projections.projector import ProjectorLock
 app = typer.Typer(help="FlowViz Ledger: traceability as an immutable event log.", no_args_is_help=True)
 projections_app = typer.Typer(help="Inspect and rebuild the read side.", no_args_is_help=True)
 users_app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
+ledger_app = typer.Typer(
+    help="Audit the event log: replay, digest, verify.", no_args_is_help=True
+)
 app.add_typer(projections_app, name="projections")
 app.add_typer(users_app, name="users")
+app.add_typer(ledger_app, name="ledger")
 console = Console(stderr=True)
 
 
@@ -271,6 +277,108 @@ def users_deactivate(email: str) -> None:
         email, lambda c, user_id: c.ledger.deactivate_user(user_id, actor_id=SYSTEM_ACTOR_ID)
     )
     Console().print(f"user {email} deactivated")
+
+
+def _as_of(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        value = None
+    if value is None or value.tzinfo is None:
+        console.print(
+            f"[red]--as-of must be ISO 8601 with a zone (2026-03-01T12:00:00Z): {text!r}[/red]"
+        )
+        raise typer.Exit(2)
+    return value
+
+
+@ledger_app.command("replay")
+def ledger_replay(
+    lot_code: str,
+    as_of: Annotated[
+        str | None, typer.Option(help="Only events recorded up to this instant")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON instead")] = False,
+) -> None:
+    """Replay a lot's events, with their hashes, and show the state they rebuild."""
+    from api import history_shapes  # noqa: PLC0415
+
+    when = _as_of(as_of)
+    with database(_settings()) as settings:
+        container = Container(settings, run_projector=False)
+        try:
+            history = container.ledger.lot_history(lot_code, when)
+        except LedgerError as e:
+            console.print(f"[red]{e}[/red]")
+            raise typer.Exit(1) from None
+        finally:
+            container.close()
+    body = history_shapes.history(history)
+    if as_json:
+        typer.echo(json.dumps(body, ensure_ascii=False, indent=2))
+        return
+    table = Table("version", "type", "recorded at", "actor", "data", "hash", title=lot_code)
+    for event in body["events"]:
+        data = {k: v for k, v in event["data"].items() if v not in (None, [], "{}")}
+        table.add_row(
+            str(event["version"]), event["type"], event["recorded_at"],
+            event["actor_id"] or "-", json.dumps(data, ensure_ascii=False),
+            (event["hash"] or "NONE: not written by the ledger")[:16],
+        )
+    out = Console()
+    out.print(table)
+    lot = history.replay()
+    if lot is not None:
+        out.print(
+            f"state after replay: qc_status={lot.qc_status or '-'} weight_kg={lot.weight_kg}"
+            f" consumed_kg={lot.consumed_kg} remaining_kg={lot.remaining_kg}"
+        )
+
+
+@ledger_app.command("digest")
+def ledger_digest() -> None:
+    """Print a digest of the whole log: keep it outside the system, verify against it later."""
+    with database(_settings()) as settings:
+        container = Container(settings, run_projector=False)
+        try:
+            typer.echo(str(container.ledger.digest()))
+        finally:
+            container.close()
+
+
+@ledger_app.command("verify")
+def ledger_verify(
+    digest: Annotated[
+        str | None, typer.Option(help="A digest printed earlier by `ledger digest`")
+    ] = None,
+) -> None:
+    """Recompute every hash chain; exit 1 naming the first altered, removed or inserted event."""
+    from ledger.hash_chain import Digest  # noqa: PLC0415
+
+    try:
+        against = Digest.parse(digest) if digest is not None else None
+    except ValueError as e:
+        console.print(f"[red]{e}[/red]")
+        raise typer.Exit(2) from None
+    with database(_settings()) as settings:
+        container = Container(settings, run_projector=False)
+        try:
+            result = container.ledger.verify(against)
+        finally:
+            container.close()
+    if not result.intact:
+        console.print(f"[red]TAMPERED: first at {result.findings[0]}[/red]")
+        for finding in result.findings[1:20]:
+            console.print(f"  also {finding}")
+        if len(result.findings) > 20:
+            console.print(f"  ... and {len(result.findings) - 20} more")
+        raise typer.Exit(1)
+    checked = f", and it leads to digest position {against.position}" if against else ""
+    Console().print(f"intact: {result.events} events in {result.streams} streams{checked}")
+
+
 
 
 def main() -> None:

@@ -86,3 +86,6 @@ def require_roles(*roles: Role):
 
 WRITERS = (Role.ADMIN, Role.MANAGER, Role.OPERATOR)
 Writer = Annotated[Principal, require_roles(*WRITERS)]
+# History, recall and verification answer for the whole plant: not for the shop floor.
+AUDIT_ROLES = (Role.ADMIN, Role.MANAGER, Role.AUDITOR)
+Auditor = Annotated[Principal, require_roles(*AUDIT_ROLES)]

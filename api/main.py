@@ -11,7 +11,7 @@ from api.composition import Container
 from api.errors import install_error_handlers
 from api.metrics import HttpMetricsMiddleware
 from api.responses import LegacyJSONResponse
-from api.routes import auth, health, lots
+from api.routes import audit, auth, genealogy, health, lot_browser, lots
 from api.settings import Settings, get_settings
 
 
@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     )
     app.state.container = built
     install_error_handlers(app)
-    for module in (health, auth, lots):
+    for module in (health, auth, audit, genealogy, lots, lot_browser):
         app.include_router(module.router)
     app.add_middleware(HttpMetricsMiddleware, metrics=built.metrics)
     return app

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID, uuid4
@@ -49,6 +51,7 @@ class Ledger(Application[UUID]):
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         super().__init__(env)
+        self._turns = _Turns()
         # Called with the events of every save, once they are committed (e.g. metrics).
         self.on_commit: list[Callable[[list[object]], None]] = []
         datastore = getattr(self.recorder, "datastore", None)
@@ -102,7 +105,10 @@ class Ledger(Application[UUID]):
             if self.lot_code_taken(new.lot_code):
                 raise LotCodeAlreadyExists(new.lot_code)
 
-        return _retrying(attempt, on_conflict)
+        # Registrations consuming the same parent in this process take turns rather than
+        # race: racing, a request that lost a few times keeps losing to fresh ones.
+        with self._turns.hold(ref.reference for ref in new.inputs):
+            return _retrying(attempt, on_conflict)
 
     def record_qc_decision(
         self, new: NewQcDecision, *, actor_id: UUID | None
@@ -125,7 +131,8 @@ class Ledger(Application[UUID]):
             recorded = lot.pending_events[-1]
             return Committed(lot, self._save(lot), {"decision_id": decision_id, "event": recorded})
 
-        return _retrying(attempt)
+        with self._turns.hold([str(new.lot_id)]):
+            return _retrying(attempt)
 
     def get_lot(self, lot_id: UUID) -> Lot:
         try:
@@ -320,6 +327,27 @@ def _check_parents_distinct(parents: list[tuple[Lot, InputRef]]) -> None:
         if parent.id in seen:
             raise DuplicateInput(ref.reference)
         seen.add(parent.id)
+
+
+class _Turns:
+    """Striped locks: writers of the same lot in one process go one after the other."""
+
+    STRIPES = 256
+
+    def __init__(self) -> None:
+        self._locks = [threading.Lock() for _ in range(self.STRIPES)]
+
+    @contextlib.contextmanager
+    def hold(self, keys: Iterable[str]) -> Iterator[None]:
+        # Always in stripe order, so two writers holding several stripes cannot deadlock.
+        stripes = sorted({hash(key) % self.STRIPES for key in keys})
+        for stripe in stripes:
+            self._locks[stripe].acquire()
+        try:
+            yield
+        finally:
+            for stripe in reversed(stripes):
+                self._locks[stripe].release()
 
 
 def _retrying(attempt: Callable[[], T], on_conflict: Callable[[], None] | None = None) -> T:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ from psycopg.sql import SQL, Identifier
 
 GENESIS = bytes(32)
 DIGEST_PREFIX = "flowviz-digest:v1"
+_DIGEST = re.compile(re.escape(DIGEST_PREFIX) + r":(0|[1-9][0-9]{0,18}):([0-9a-f]{64})", re.ASCII)
 
 
 def event_hash(
@@ -151,30 +153,26 @@ class Digest:
 
     @classmethod
     def parse(cls, text: str) -> Digest:
-        parts = text.strip().split(":")
-        try:
-            if len(parts) != 4 or ":".join(parts[:2]) != DIGEST_PREFIX:  # noqa: PLR2004
-                raise ValueError
-            position, log_hash = int(parts[2]), bytes.fromhex(parts[3])
-            if position < 0 or len(log_hash) != len(GENESIS):
-                raise ValueError
-        except ValueError:
+        match = _DIGEST.fullmatch(text.strip())  # as copied from a terminal or a file
+        if match is None:
             raise ValueError(
                 f"not a ledger digest: expected {DIGEST_PREFIX}:<position>:<64 hex digits>"
-            ) from None
+            )
+        position, log_hash = int(match[1]), bytes.fromhex(match[2])
         return cls(position, log_hash)
 
 
 def digest(conn: Connection[Any], schema: str, table: str) -> Digest:
     row = conn.execute(
         SQL(
-            "SELECT notification_id, log_hash FROM {}.{} ORDER BY notification_id DESC LIMIT 1"
+            "SELECT notification_id, log_hash FROM {}.{} WHERE log_hash IS NOT NULL"
+            " ORDER BY notification_id DESC LIMIT 1"
         ).format(Identifier(schema), Identifier(table))
     ).fetchone()
     if row is None:
         return Digest(0, GENESIS)
     position, log_hash = _tuple(row)
-    return Digest(position, bytes(log_hash) if log_hash is not None else GENESIS)
+    return Digest(position, bytes(log_hash))
 
 
 @dataclass(frozen=True)
@@ -204,8 +202,8 @@ def verify(
     """Recomputes every stream's chain and the log's chain (and checks the digest, if any)."""
     findings: list[Finding] = []
     events, streams = _check_streams(conn, schema, table, findings)
-    last_position = _check_log(conn, schema, table, findings, against)
-    if against is not None and against.position > last_position:
+    seen_digest_position = _check_log(conn, schema, table, findings, against)
+    if against is not None and against.position > 0 and not seen_digest_position:
         findings.append(
             Finding(against.position, "the digest's last event is no longer in the log")
         )
@@ -262,8 +260,9 @@ def _check_log(
     table: str,
     findings: list[Finding],
     against: Digest | None,
-) -> int:
-    running, previous = GENESIS, 0
+) -> bool:
+    """Appends what breaks the log's chain; says whether the digest's event was there."""
+    running, previous, seen = GENESIS, 0, False
     for position, stored_hash, stored_log in _scan(
         conn,
         SQL("SELECT notification_id, hash, log_hash FROM {}.{} ORDER BY notification_id").format(
@@ -278,16 +277,18 @@ def _check_log(
                     " an event was removed, inserted or moved there",
                 )
             )
-        if against is not None and position == against.position and stored_log != against.log_hash:
-            findings.append(
-                Finding(
-                    position,
-                    "the log up to here no longer leads to the auditor's digest:"
-                    " history before this position was rewritten",
+        if against is not None and position == against.position:
+            seen = True
+            if stored_log != against.log_hash:
+                findings.append(
+                    Finding(
+                        position,
+                        "the log up to here no longer leads to the auditor's digest:"
+                        " history before this position was rewritten",
+                    )
                 )
-            )
         running, previous = (stored_log if stored_log is not None else running), position
-    return previous
+    return seen
 
 
 def _scan(conn: Connection[Any], query: SQL) -> Iterator[tuple]:

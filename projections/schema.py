@@ -80,6 +80,10 @@ CREATE TABLE IF NOT EXISTS user_state (
     version bigint NOT NULL,
     active boolean NOT NULL
 );
+-- Browsing lots: pages newest first by keyset, and codes by prefix (LIKE 'x%' can use
+-- text_pattern_ops whatever the database's collation).
+CREATE INDEX IF NOT EXISTS lots_created_idx ON lots (created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS lots_code_prefix_idx ON lots (lot_code text_pattern_ops);
 
 CREATE TABLE IF NOT EXISTS projection_tracking (
     name text PRIMARY KEY,

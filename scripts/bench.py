@@ -11,6 +11,7 @@ raw-SQL baselines from pgbench at the same concurrency.
 (c) projection lag (append committed -> applied) p50/p99 during (a)   target p99 < 100 ms
 (d) ledger-level appends vs the library's default recorder            target >= 10x
 (e) peak RSS of each server process                                   target < 300 MB
+(f) GET /api/health, which touches no database: the ceiling of the HTTP stack itself
 """
 
 from __future__ import annotations
@@ -75,8 +76,9 @@ def pgbench(url: str, script: str, clients: int, seconds: int) -> float:
     return float(re.search(r"tps = ([\d.]+)", out).group(1))
 
 
-def wrk(url: str, script: Path, connections: int, seconds: int, env: dict) -> tuple[float, int, int]:
-    args = ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "-s", str(script), url]
+def wrk(url: str, script: Path | None, connections: int, seconds: int, env: dict) -> tuple[float, int, int]:
+    script_args = ["-s", str(script)] if script is not None else []
+    args = ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", *script_args, url]
     out = subprocess.run(args, env={**os.environ, **env}, capture_output=True, text=True, check=True).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     total = int(re.search(r"(\d+) requests in", out).group(1))
@@ -259,6 +261,11 @@ def main() -> None:  # noqa: PLR0915 - a script that reads top to bottom
             trace_rate, _, trace_failed = wrk(base, LUA / "get_trace.lua", c, d,
                                               {"FLOWVIZ_TOKEN": token, "FLOWVIZ_MIX_COUNT": str(args.mixes)})
             results["b"] = (trace_rate, direct, trace_failed)
+            # What bounds (a) and (b): the same HTTP stack answering without touching the
+            # database at all. No endpoint of this server can be faster than this.
+            print(f"(f) GET /api/health (no database), wrk -c {c}, {d}s ...", flush=True)
+            health_rate, _, health_failed = wrk(f"{base}/api/health", None, c, d, {})
+            results["f"] = (health_rate, health_failed)
         finally:
             rss.stopping.set()
             server.terminate()
@@ -282,7 +289,10 @@ def main() -> None:  # noqa: PLR0915 - a script that reads top to bottom
     print(f"{'(d) ledger appends /s vs library default /s':<48}{ours:>14.0f}{lib:>12.0f}{ours / lib:>8.1f}  >= 10")
     print(f"{'(e) peak RSS per server process MB':<48}{peak_mb:>14.0f}{'':>12}{'':>8}  < 300")
     rows, events = results["log"]
-    print(f"non-2xx/socket errors: POST {post_failed}, GET {trace_failed}")
+    health_rate, health_failed = results["f"]
+    print(f"{'(f) ceiling: GET /api/health /s vs 3 queries /s':<48}{health_rate:>14.0f}{direct:>12.0f}"
+          f"{health_rate / direct:>8.2f}  (bounds (a) and (b))")
+    print(f"non-2xx/socket errors: POST {post_failed}, GET {trace_failed}, health {health_failed}")
     print(f"POST 201 answers {post_total - post_failed}, lots added {lots_added} "
           f"(wrk drops up to {c} in-flight answers when it stops); "
           f"lots rows {rows} = Lot.Registered events {events}: {'yes' if rows == events else 'NO'}")
