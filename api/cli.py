@@ -379,6 +379,43 @@ def ledger_verify(
     Console().print(f"intact: {result.events} events in {result.streams} streams{checked}")
 
 
+demo_app = typer.Typer(help="Demo data at plant scale.", no_args_is_help=True)
+app.add_typer(demo_app, name="demo")
+
+
+@demo_app.command("generate")
+def demo_generate(
+    lots: Annotated[int, typer.Option(min=0, help="How many lots to register")],
+    seed: Annotated[int, typer.Option(help="Same seed, same plant")] = 1,
+    prefix: Annotated[
+        str | None, typer.Option(help="Run tag in every lot code (default: G<seed>)")
+    ] = None,
+    threads: Annotated[int, typer.Option(min=1, help="Concurrent registrations")] = 24,
+    project: Annotated[bool, typer.Option(help="Bring the read tables up to date after")] = True,
+) -> None:
+    """Register a plant (RAW -> DEB -> BULK -> MIX -> SKW -> FRZ -> FG) through the ledger."""
+    from api.plant_generator import generate_and_project  # noqa: PLC0415
+
+    with database(_settings()) as settings:
+        # One connection per thread, or the threads queue for the pool instead of the log.
+        pool_size = max(settings.db_pool_size, threads)
+        container = Container(settings.model_copy(update={"db_pool_size": pool_size}),
+                              run_projector=False)
+        try:
+            generated, projected = generate_and_project(
+                container, lots, seed=seed, prefix=prefix, threads=threads, project=project,
+                console=console,
+            )
+        except (LedgerError, ValueError) as e:
+            console.print(f"[red]{e}[/red]")
+            raise typer.Exit(1) from None
+        finally:
+            container.close()
+    Console().print(
+        f"generated {generated.lots} lots and {generated.decisions} QC decisions"
+        f" in {generated.seconds:.1f} s ({generated.rate:,.0f} lots/s)"
+        + (f"; projected in {projected:.1f} s" if project else "")
+    )
 
 
 def main() -> None:

@@ -21,12 +21,13 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresSubscrip
 from psycopg_pool import ConnectionPool
 
 from projections.handlers import BULK_INSERTS, Op, RenderLot, ops_for
-from projections.schema import truncate_read_tables
+from projections.schema import analyze_read_tables, truncate_read_tables
 
 log = logging.getLogger(__name__)
 
 PROJECTED_CHANNEL = "flowviz_projected"
 DEFAULT_PROJECTION = "legacy_tables"
+ANALYZE_EVERY_EVENTS = 100_000
 
 
 class _TrackingMoved(Exception):
@@ -142,6 +143,7 @@ class Projector:
         self.before_commit = before_commit
         self.on_applied = on_applied
         self._known: int | None = None  # the position this projector last committed or read
+        self._since_analyze = 0
 
     @property
     def lock_key(self) -> str:
@@ -189,10 +191,19 @@ class Projector:
                     raise ProjectionRewound(self.name) from None
                 continue
             self._known = position
+            self._keep_statistics(len(fresh))
             if self.on_applied is not None:
                 self.on_applied(len(fresh), position)
             return position
         raise RuntimeError(f"projection {self.name} keeps moving under this projector")
+
+    def _keep_statistics(self, applied: int) -> None:
+        # Autovacuum may be off, or behind a bulk load: see analyze_read_tables.
+        self._since_analyze += applied
+        if self._since_analyze >= ANALYZE_EVERY_EVENTS:
+            self._since_analyze = 0
+            with self.pool.connection() as conn:
+                analyze_read_tables(conn)
 
     def _commit(
         self, ops: list[Op], expected: int, position: int, fresh: list[Notification]

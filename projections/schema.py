@@ -108,3 +108,10 @@ def truncate_read_tables(conn: Connection, projection: str) -> None:
         "ON CONFLICT (name) DO UPDATE SET position = 0, updated_at = now()",
         (projection,),
     )
+
+
+def analyze_read_tables(conn: Connection) -> None:
+    """Fresh planner statistics. Without them (autovacuum off, or not yet run after a bulk
+    load) PostgreSQL guesses huge row counts for the genealogy walk, scans whole tables
+    and JIT-compiles the plan: a recall that takes milliseconds took most of a second."""
+    conn.execute("ANALYZE " + ", ".join(READ_TABLES))

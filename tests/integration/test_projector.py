@@ -428,3 +428,24 @@ def test_a_waiter_wakes_even_when_the_projectors_notification_is_lost(container)
 
     assert watermark.wait_for(7, timeout=5)
     assert watermark.position == 7
+
+
+def test_the_projector_keeps_planner_statistics_as_the_read_tables_grow(
+    container, ledger, monkeypatch
+):
+    """With autovacuum off (as on this plant's server) nothing else would ever analyze the
+    read tables, and a recall over a million lots would be planned as if they were empty."""
+    monkeypatch.setattr("projections.projector.ANALYZE_EVERY_EVENTS", 5)
+    for i in range(3):
+        ledger.register_lot(NewLot(f"RAW-{i}", "RAW", weight_kg=Decimal(10)), actor_id=None)
+
+    container.projector.catch_up()
+
+    with container.read_pool.connection() as conn:
+        analyzed = conn.execute(
+            "SELECT relname FROM pg_stat_user_tables"
+            " WHERE schemaname = current_schema() AND last_analyze IS NOT NULL"
+        ).fetchall()
+        jit = conn.execute("SHOW jit").fetchone()[0]
+    assert {"lots", "lot_edges", "lot_state", "qc_decisions"} <= {r[0] for r in analyzed}
+    assert jit == "off"
