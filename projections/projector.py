@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 from eventsourcing.persistence import Mapper, Notification
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresSubscription
+from psycopg.sql import SQL, Identifier
 from psycopg_pool import ConnectionPool
 
 from projections.handlers import BULK_INSERTS, Op, RenderLot, ops_for
@@ -40,6 +41,22 @@ class ProjectionRewound(Exception):
 
 class BatchingSubscription(PostgresSubscription):
     """The library's LISTEN/NOTIFY subscription, handing out what it pulled in one go."""
+
+    def _listen(self) -> None:
+        # The library's, plus one pull once LISTEN is in place: its first pull runs in
+        # another thread at the same time, and an append committed between that pull and
+        # the LISTEN would otherwise wait, unprojected, for the next append to wake it.
+        try:
+            with self._recorder.datastore.get_connection() as conn:
+                conn.execute(SQL("LISTEN {0}").format(Identifier(self._recorder.channel_name)))
+                self._has_been_notified.set()
+                while not self._has_been_stopped and not self._thread_error:
+                    for _ in conn.notifies(timeout=0.1, stop_after=1):
+                        self._has_been_notified.set()
+        except BaseException as e:  # noqa: BLE001 - as the library: stop, and say why
+            if self._thread_error is None:
+                self._thread_error = e
+            self.stop()
 
     def next_batch(self, max_size: int) -> list[Notification]:
         batch = [next(self)]  # blocks until something arrives, or raises StopIteration

@@ -449,3 +449,31 @@ def test_the_projector_keeps_planner_statistics_as_the_read_tables_grow(
         jit = conn.execute("SHOW jit").fetchone()[0]
     assert {"lots", "lot_edges", "lot_state", "qc_decisions"} <= {r[0] for r in analyzed}
     assert jit == "off"
+
+
+def test_an_append_committed_before_the_subscription_listens_is_still_projected(
+    container, ledger
+):
+    """The subscription's first pull and its LISTEN run in two threads. A lot registered
+    between them sends its notification to nobody; the projector must still see it,
+    not wait for the plant's next registration (in a quiet hour, that may be long)."""
+    import threading  # noqa: PLC0415
+
+    from projections.projector import BatchingSubscription  # noqa: PLC0415
+
+    class SlowToListen(BatchingSubscription):
+        def _listen(self) -> None:
+            time.sleep(0.5)  # the first pull (of an empty log) has long run by now
+            ledger.register_lot(NewLot("RAW-LATE", "RAW"), actor_id=None)
+            super()._listen()
+
+    got: list = []
+    with SlowToListen(recorder=ledger.recorder, gt=0) as subscription:
+        reader = threading.Thread(target=lambda: got.append(subscription.next_batch(10)))
+        reader.start()
+        reader.join(5)
+        subscription.stop()
+    reader.join(5)
+
+    assert got, "the registration was never pulled"
+    assert [n.topic.rpartition(".")[2] for n in got[0]] == ["Registered", "Claimed"]
