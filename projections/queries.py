@@ -11,13 +11,15 @@ from psycopg.rows import dict_row
 from psycopg.sql import SQL, Identifier
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
+from projections.coalescer import Coalescer
+
 Row = dict[str, Any]
 
 LOT_COLUMNS = (
     "id, lot_code, lot_type, production_run_id, phase_id, operator_id,"
     " weight_kg, temperature_c, metadata, created_at"
 )
-LOT_BY_ID = f"SELECT {LOT_COLUMNS} FROM lots WHERE id = %s"
+LOTS_BY_ID = f"SELECT {LOT_COLUMNS} FROM lots WHERE id = ANY(%s)"
 QC_DECISION_BY_ID = (
     "SELECT id, lot_id, qc_gate_id, operator_id, decision, notes, temperature_c,"
     " digital_signature, decided_at FROM qc_decisions WHERE id = %s"
@@ -26,7 +28,7 @@ QC_DECISION_BY_ID = (
 # A lot's rendered row, its parents' in input order and its children's in the order they
 # were made, each list already joined by commas: one statement, one round trip.
 TRACEABILITY_PARTS = """
-SELECT c.body AS central,
+SELECT c.lot_code, c.body AS central,
        coalesce((SELECT string_agg(p.body, ',' ORDER BY e.ordinal)
                    FROM lot_edges e JOIN lot_json p ON p.lot_id = e.parent_lot_id
                   WHERE e.child_lot_id = c.lot_id), '') AS parents,
@@ -34,7 +36,7 @@ SELECT c.body AS central,
                    FROM lot_edges e JOIN lot_json ch ON ch.lot_id = e.child_lot_id
                   WHERE e.parent_lot_id = c.lot_id), '') AS children
   FROM lot_json c
- WHERE c.lot_code = %s
+ WHERE c.lot_code = ANY(%s)
 """
 
 
@@ -65,18 +67,40 @@ class ProjectionStatus:
         return max(self.head - self.position, 0)
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate, from a percent-decoded path
+        return False
+    return "\x00" not in text
+
+
 class ReadModel:
     def __init__(self, pool: ConnectionPool, async_pool: AsyncConnectionPool | None = None):
         self.pool = pool
         # The hottest read runs on the event loop: no thread hop per request.
         self.async_pool = async_pool
+        self._traceability: Coalescer[str, TraceabilityParts] | None = None
+        self._lots: Coalescer[UUID, Row] | None = None
 
     async def traceability(self, lot_code: str) -> TraceabilityParts | None:
-        row = await self._one_async(TRACEABILITY_PARTS, lot_code)
-        return TraceabilityParts(**row) if row else None
+        if not _encodable(lot_code):  # no lot has it, and it would fail the shared statement
+            return None
+        if self._traceability is None:
+            self._traceability = Coalescer(self._traceabilities)
+        return await self._traceability.get(lot_code)
+
+    async def _traceabilities(self, lot_codes: list[str]) -> dict[str, TraceabilityParts]:
+        rows = await self._all_async(TRACEABILITY_PARTS, lot_codes)
+        return {r.pop("lot_code"): TraceabilityParts(**r) for r in rows}
 
     async def lot(self, lot_id: UUID) -> Row | None:
-        return await self._one_async(LOT_BY_ID, lot_id)
+        if self._lots is None:
+            self._lots = Coalescer(self._lots_by_id)
+        return await self._lots.get(lot_id)
+
+    async def _lots_by_id(self, lot_ids: list[UUID]) -> dict[UUID, Row]:
+        return {r["id"]: r for r in await self._all_async(LOTS_BY_ID, lot_ids)}
 
     def qc_decision(self, decision_id: UUID) -> Row | None:
         with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
@@ -84,6 +108,13 @@ class ReadModel:
 
     async def qc_decision_async(self, decision_id: UUID) -> Row | None:
         return await self._one_async(QC_DECISION_BY_ID, decision_id)
+
+    async def _all_async(self, sql: str, *params: object) -> list[Row]:
+        if self.async_pool is None:
+            raise RuntimeError("no async pool: open one with projections.db.open_async_pool")
+        async with self.async_pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(sql, params, prepare=True)
+            return await cur.fetchall()
 
     async def _one_async(self, sql: str, *params: object) -> Row | None:
         if self.async_pool is None:
