@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from api.composition import Container
 from api.errors import install_error_handlers
+from api.fast_trace import FastTraceability
 from api.metrics import HttpMetricsMiddleware
 from api.responses import LegacyJSONResponse
 from api.routes import audit, auth, genealogy, health, lot_browser, lots
@@ -42,5 +43,9 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     install_error_handlers(app)
     for module in (health, auth, audit, genealogy, lots, lot_browser):
         app.include_router(module.router)
+    traceability_route = next(
+        r for r in lots.router.routes if getattr(r, "path", None) == lots.TRACEABILITY_PATH
+    )
+    app.add_middleware(FastTraceability, container=built, route=traceability_route)
     app.add_middleware(HttpMetricsMiddleware, metrics=built.metrics)
     return app

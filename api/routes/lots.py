@@ -14,6 +14,8 @@ from api.schemas import LotIn, QcDecisionIn
 from ledger.commands import InputRef, NewLot, NewQcDecision
 
 router = APIRouter(route_class=ExactJsonRoute)
+# Also answered by api/fast_trace.py in the common case: keep the two in step.
+TRACEABILITY_PATH = "/api/traceability/{lot_code:path}"
 
 
 @router.post(
@@ -85,7 +87,7 @@ async def create_qc_decision(
 
 
 @router.get(
-    "/api/traceability/{lot_code:path}",
+    TRACEABILITY_PATH,
     tags=["traceability"],
     responses=legacy_shapes.documented(200, legacy_shapes.TraceabilityBody, 401, 404),
 )

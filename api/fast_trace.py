@@ -1,0 +1,88 @@
+"""The legacy traceability read, answered without FastAPI's routing and dependencies.
+
+It is the plant's hottest request (every scanner at every station), and once its query
+is one shared statement most of its cost is the framework around it. This ASGI layer
+answers only the plain success case (a valid token of an active user already in the
+access cache, and a lot that exists) with the very bytes the route would send; anything
+else goes on to the route, which owns every error answer.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from api import legacy_shapes
+from api.composition import MISSING
+from api.responses import LegacyJSONResponse
+from api.security import InvalidToken
+
+if TYPE_CHECKING:
+    from starlette.routing import BaseRoute
+
+    from api.composition import Container
+
+PREFIX = "/api/traceability/"
+_CONTENT_TYPE = LegacyJSONResponse.media_type.encode()
+
+
+class FastTraceability:
+    def __init__(self, app: ASGIApp, container: Container, route: BaseRoute) -> None:
+        self.app = app
+        self.container = container
+        self.route = route  # what the metrics label the request with, as if routed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "GET"
+            or not scope["path"].startswith(PREFIX)
+            or scope["path"].endswith("/graph")
+            or scope.get("root_path")
+            or not await self._answered(scope, send)
+        ):
+            await self.app(scope, receive, send)
+
+    async def _answered(self, scope: Scope, send: Send) -> bool:
+        lot_code = scope["path"][len(PREFIX):]
+        container = self.container
+        principal = self._active_principal(scope)
+        if principal is None or not lot_code or "\x00" in lot_code:
+            return False
+        started = time.perf_counter()
+        trace = await container.read_model.traceability(lot_code)
+        if trace is None:
+            return False
+        container.metrics.traceability_seconds.observe(time.perf_counter() - started)
+        body = legacy_shapes.traceability(trace.central, trace.parents, trace.children)
+        scope["route"] = self.route
+        await send({
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-length", str(len(body)).encode()),
+                (b"content-type", _CONTENT_TYPE),
+            ],
+        })
+        await send({"type": "http.response.body", "body": body})
+        return True
+
+    def _active_principal(self, scope: Scope) -> object | None:
+        authorization = next(
+            (v for k, v in scope["headers"] if k == b"authorization"), None
+        )
+        if authorization is None:
+            return None
+        scheme, _, token = authorization.decode("latin-1").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return None
+        try:
+            claims = self.container.tokens.verify(token)
+        except InvalidToken:
+            return None
+        access = self.container.access.cached(claims.user_id)
+        if access is MISSING or access is None or not access.active:  # type: ignore[union-attr]
+            return None
+        return claims
