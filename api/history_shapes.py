@@ -10,6 +10,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict
 
 from api.legacy_shapes import decimal, timestamp
+from ledger.hash_chain import Digest, Verification
 from ledger.history import HistoryEntry, LotHistory
 
 HISTORY_EVENT_KEYS = ("version", "type", "recorded_at", "actor_id", "data", "hash", "prev_hash")
@@ -44,6 +45,41 @@ def _value(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_value(v) for v in value]
     return value
+
+
+def digest(value: Digest) -> dict[str, Any]:
+    return {"digest": str(value), "position": value.position}
+
+
+def verification(result: Verification) -> dict[str, Any]:
+    return {
+        "intact": result.intact,
+        "events": result.events,
+        "streams": result.streams,
+        "digest_checked": str(result.digest_checked) if result.digest_checked else None,
+        "findings": [{"position": f.position, "what": f.what} for f in result.findings],
+    }
+
+
+class DigestBody(BaseModel):
+    model_config = ConfigDict(title="LedgerDigest")
+    digest: str
+    position: int
+
+
+class FindingDoc(BaseModel):
+    model_config = ConfigDict(title="VerificationFinding")
+    position: int
+    what: str
+
+
+class VerificationBody(BaseModel):
+    model_config = ConfigDict(title="LedgerVerification")
+    intact: bool
+    events: int
+    streams: int
+    digest_checked: str | None
+    findings: list[FindingDoc]
 
 
 class HistoryEventDoc(BaseModel):
