@@ -52,7 +52,10 @@ class FastTraceability:
         if principal is None or not lot_code or "\x00" in lot_code:
             return False
         started = time.perf_counter()
-        trace = await container.read_model.traceability(lot_code)
+        try:
+            trace = await container.read_model.traceability(lot_code)
+        except Exception:  # noqa: BLE001 - the route answers failures (a 503, not a 500)
+            return False
         if trace is None:
             return False
         container.metrics.traceability_seconds.observe(time.perf_counter() - started)

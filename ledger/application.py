@@ -12,12 +12,15 @@ from typing import Any, ClassVar, TypeVar
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, JSONTranscoder, StoredEvent, Transcoding
+from eventsourcing.persistence import (
+    IntegrityError,
+    JSONTranscoder,
+    StoredEvent,
+    Transcoding,
+)
 
 from ledger import hash_chain
-
 from ledger.commands import Committed, InputRef, NewLot, NewQcDecision
-from ledger.history import HistoryEntry, LotHistory
 from ledger.errors import (
     ConcurrencyConflict,
     DuplicateInput,
@@ -28,6 +31,7 @@ from ledger.errors import (
     UserNotFound,
 )
 from ledger.event_store import forbid_rewrites
+from ledger.history import HistoryEntry, LotHistory
 from ledger.lot import Lot, LotCode, QcRecord
 from ledger.user import User, UserEmail
 from ledger.values import QcDecision

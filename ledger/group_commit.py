@@ -31,7 +31,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.sql import SQL, Identifier
 
 from ledger.event_store import SETUP_LOCK, SETUP_UNLOCK
-from ledger.hash_chain import ADD_COLUMNS, APPEND_FUNCTION
+from ledger.hash_chain import ADD_COLUMNS, APPEND_FUNCTION, HAS_COLUMNS, SEAL_UNHASHED
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +81,25 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
             try:
                 super().create_table()
                 with self.datastore.transaction(commit=True) as curs:
-                    curs.execute(self._add_hash_columns)
+                    if not self._has_hash_columns(curs):
+                        self._add_and_seal(curs)
                     curs.execute(self._create_append_function)
             finally:
                 lock.execute(SETUP_UNLOCK)
+
+    def _has_hash_columns(self, curs: Any) -> bool:
+        row = curs.execute(HAS_COLUMNS, (self.datastore.schema, self.events_table_name)).fetchone()
+        return bool(row["present"])
+
+    def _add_and_seal(self, curs: Any) -> None:
+        names = {
+            "schema": Identifier(self.datastore.schema),
+            "table": Identifier(self.events_table_name),
+        }
+        curs.execute(SQL("ALTER TABLE {schema}.{table} DISABLE TRIGGER USER").format(**names))
+        curs.execute(self._add_hash_columns)
+        curs.execute(SQL(SEAL_UNHASHED).format(**names))
+        curs.execute(SQL("ALTER TABLE {schema}.{table} ENABLE TRIGGER USER").format(**names))
 
     # --- callers' side -----------------------------------------------------------------
 

@@ -50,10 +50,42 @@ def fold(log_hash: bytes, hash_: bytes) -> bytes:
 
 # --- what the event store runs -----------------------------------------------------------
 
+HAS_COLUMNS = (
+    "SELECT count(*) = 2 AS present FROM information_schema.columns"
+    " WHERE table_schema = %s AND table_name = %s AND column_name IN ('hash', 'log_hash')"
+)
+# Only when they are missing: even a no-op ALTER TABLE takes the strongest table lock, and
+# every reader of the log would queue behind a process that is merely starting.
 ADD_COLUMNS = (
     "ALTER TABLE {schema}.{table}"
     " ADD COLUMN IF NOT EXISTS hash bytea, ADD COLUMN IF NOT EXISTS log_hash bytea"
 )
+# Events recorded before the ledger hashed them are sealed once, in log order, in the
+# same transaction that adds the columns (the guard triggers are off for its duration
+# only). Their hashes prove history from the upgrade on, not before it.
+SEAL_UNHASHED = """
+DO $$
+DECLARE
+    genesis bytea := decode(repeat('00', 32), 'hex');
+    running bytea := decode(repeat('00', 32), 'hex');
+    prev bytea;
+    h bytea;
+    r record;
+BEGIN
+    FOR r IN SELECT notification_id, originator_id, originator_version, topic, state
+               FROM {schema}.{table} ORDER BY notification_id LOOP
+        SELECT t.hash INTO prev FROM {schema}.{table} t
+         WHERE t.originator_id = r.originator_id
+           AND t.originator_version = r.originator_version - 1;
+        h := sha256(coalesce(prev, genesis) || uuid_send(r.originator_id)
+            || int8send(r.originator_version) || sha256(convert_to(r.topic, 'UTF8'))
+            || r.state);
+        running := sha256(running || h);
+        UPDATE {schema}.{table} SET hash = h, log_hash = running
+         WHERE notification_id = r.notification_id;
+    END LOOP;
+END $$
+"""
 
 # Lock, notify, hash and insert in one call. The same arithmetic as `event_hash` and
 # `fold`; the log's running hash continues from the last committed event, which the lock
@@ -207,6 +239,8 @@ def verify(
         findings.append(
             Finding(against.position, "the digest's last event is no longer in the log")
         )
+    if against is not None and against.position == 0 and against.log_hash != GENESIS:
+        findings.append(Finding(0, "a digest of the empty log must be all zeros"))
     findings.sort(key=lambda f: f.position)
     return Verification(events, streams, findings, against)
 

@@ -201,9 +201,11 @@ class Recall:
     weight, where a lot's kg rest in it unless consumed further (the root's own unused
     stock counts too). A lot's suspect kg are split among its consumers in proportion to
     the kg each used of its weight, so the share is 1 when every weight on the way is
-    known, and lower by what passed through a lot of unknown weight (or lies beyond the
-    depth limit). It tracks the root's kg as they were used, so processing yield (60 kg of
-    DEB from 80 kg of RAW) does not lower it. None when the root's weight is unknown.
+    known, and lower by what passed through a lot of unknown weight. Lots at the depth
+    limit count as at rest (what they passed on was not fetched): then `complete` is
+    false and `depth_limit_reached` true. It tracks the root's kg as they were used, so
+    processing yield (60 kg of DEB from 80 kg of RAW) does not lower it. None when the
+    root's weight is unknown.
     """
 
     root: Traced

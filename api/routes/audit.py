@@ -5,13 +5,14 @@ from __future__ import annotations
 import threading
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from api import history_shapes, legacy_shapes
-from api.dependencies import Auditor, ContainerDep
+from api.dependencies import AUDIT_ROLES, Auditor, ContainerDep, CurrentPrincipal
 from api.query_params import Instant
 from api.responses import LegacyJSONResponse
+from api.routes import lot_browser
 from ledger.hash_chain import Digest
 
 router = APIRouter()
@@ -26,12 +27,19 @@ _verifying = threading.Lock()
 )
 async def lot_history(
     lot_code: str,
-    _: Auditor,
+    request: Request,
+    principal: CurrentPrincipal,
     container: ContainerDep,
     as_of: Annotated[
         Instant, Query(description="Only events recorded at or before this instant")
     ] = None,
 ) -> LegacyJSONResponse:
+    raw_path = request.scope.get("raw_path")
+    if raw_path is not None and not raw_path.endswith(b"/history"):
+        # `/api/lots/X%2Fhistory` asks for the lot coded "X/history", not X's history.
+        return await lot_browser.lot_detail(f"{lot_code}/history", principal, container)
+    if principal.role not in AUDIT_ROLES:  # checked here, after the case above
+        raise HTTPException(403, "Insufficient permissions")
     if "\x00" in lot_code:  # no lot can have it, and PostgreSQL refuses it in a query
         raise HTTPException(404, "Lot not found")
     history = await run_in_threadpool(container.ledger.lot_history, lot_code, as_of)

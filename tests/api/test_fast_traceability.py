@@ -137,3 +137,24 @@ def test_a_user_deactivated_or_not_yet_cached_goes_on_to_the_route(
     app_container.access._entries.clear()
     assert call(fast_path, "/api/traceability/MIX-9", token) == 599
     assert len(behind.paths) == 2
+
+
+def test_when_the_read_side_is_overloaded_the_answer_is_the_routes_503(
+    client, auth, mix, app_container, monkeypatch
+):
+    """A pool that cannot hand out a connection in time is a 503 with Retry-After, as the
+    route answers it, never a 500 from the layer in front of it."""
+    from psycopg_pool import PoolTimeout  # noqa: PLC0415
+
+    headers = auth(Role.VIEWER)
+    assert client.get(f"/api/traceability/{mix}", headers=headers).status_code == 200
+
+    async def overloaded(_lot_code):
+        raise PoolTimeout("couldn't get a connection after 30.00 sec")
+
+    monkeypatch.setattr(app_container.read_model, "traceability", overloaded)
+    response = client.get(f"/api/traceability/{mix}", headers=headers)
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"]
+    assert response.json()["detail"] and response.json()["error"]

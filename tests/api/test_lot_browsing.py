@@ -313,3 +313,22 @@ def test_every_role_may_browse(client, auth, plant, role):
 
     assert codes(browse(client, auth(role))) == ["RAW-1"]
     assert client.get("/api/lots/RAW-1", headers=auth(role)).status_code == 200
+
+
+def test_a_lot_coded_with_a_history_suffix_is_reachable_with_its_slash_encoded(
+    client, auth, plant, viewer
+):
+    """`/api/lots/A/history` is A's history; the lot coded "A/history" is
+    `/api/lots/A%2Fhistory`, for every role."""
+    plant.lot("A", minutes(0))
+    plant.lot("A/history", minutes(1))
+    plant.done()
+
+    detail = client.get("/api/lots/A%2Fhistory", headers=viewer)
+    history = client.get("/api/lots/A/history", headers=auth(Role.AUDITOR))
+
+    assert detail.status_code == 200, detail.text
+    assert detail.json()["lot_code"] == "A/history"
+    assert history.status_code == 200
+    assert history.json()["lot_code"] == "A"
+    assert client.get("/api/lots/A/history", headers=viewer).status_code == 403

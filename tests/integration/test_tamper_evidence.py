@@ -516,3 +516,58 @@ def test_a_rewrite_that_also_deletes_the_digests_own_event_is_still_seen(contain
     assert ledger.get_lot(day["raw"].id).consumed_kg == Decimal("28.00")
 
     assert not ledger.verify(before).intact
+
+
+def test_a_ledger_recorded_before_hashing_is_sealed_once_on_upgrade(settings):
+    """A plant upgrades: its log was written without hashes. The first start of the new
+    version seals every event in log order, so verify is intact from then on, and later
+    starts leave the events table alone (no table lock while the plant works)."""
+    from ledger.application import Ledger  # noqa: PLC0415
+    from ledger.event_store import ensure_schema, postgres_env  # noqa: PLC0415
+
+    url, schema = settings.database_url, settings.database_schema
+    ensure_schema(url, schema)
+    old = Ledger(postgres_env(url, schema=schema, group_commit=False))  # no hash columns
+    old.register_lot(NewLot("RAW-OLD-1", "RAW", weight_kg=Decimal(10)), actor_id=None)
+    old.register_lot(
+        NewLot("DEB-OLD-1", "DEB", inputs=(InputRef(Decimal(4), lot_code="RAW-OLD-1"),)),
+        actor_id=None,
+    )
+    old.close()
+
+    upgraded = Ledger(postgres_env(url, schema=schema))
+    try:
+        upgraded.register_lot(
+            NewLot("DEB-NEW-1", "DEB", inputs=(InputRef(Decimal(3), lot_code="RAW-OLD-1"),)),
+            actor_id=None,
+        )
+        result = upgraded.verify()
+        assert result.intact, result.findings
+        assert result.events == 5 + 3  # two old lots, their claims, one consumption; one new
+        history = upgraded.lot_history("RAW-OLD-1")
+        assert all(e.hash is not None for e in history.entries)
+        assert [e.prev_hash for e in history.entries[1:]] == [e.hash for e in history.entries[:-1]]
+        with psycopg.connect(url, autocommit=True) as conn:  # the guard is back in place
+            with pytest.raises(psycopg.errors.RaiseException):
+                conn.execute(f'DELETE FROM "{schema}".ledger_events')
+
+        # An auditor's long read is open while another worker starts: the start must not
+        # wait for it (an ALTER TABLE would, and every request would queue behind it).
+        with psycopg.connect(url) as reader:
+            reader.execute(f'SELECT count(*) FROM "{schema}".ledger_events').fetchone()
+            started = ThreadPoolExecutor(1).submit(
+                lambda: Ledger(postgres_env(url, schema=schema)).close()
+            )
+            started.result(timeout=10)
+            reader.rollback()
+    finally:
+        upgraded.close()
+
+
+def test_a_digest_of_the_empty_log_must_be_the_empty_digest(ledger):
+    """Position 0 names no event: only the all-zero digest can stand for it."""
+    empty = Digest.parse("flowviz-digest:v1:0:" + "00" * 32)
+    forged = Digest.parse("flowviz-digest:v1:0:" + "ab" * 32)
+
+    assert ledger.verify(empty).intact
+    assert not ledger.verify(forged).intact
