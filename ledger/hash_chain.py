@@ -50,6 +50,16 @@ def fold(log_hash: bytes, hash_: bytes) -> bytes:
 
 # --- what the event store runs -----------------------------------------------------------
 
+
+def _event_hash_sql(prev: str, event: str) -> str:
+    """`event_hash` in SQL, for the plpgsql below: `event` names a row with the columns."""
+    return (
+        f"sha256({prev} || uuid_send({event}.originator_id)"
+        f" || int8send({event}.originator_version)"
+        f" || sha256(convert_to({event}.topic, 'UTF8')) || {event}.state)"
+    )
+
+
 HAS_COLUMNS = (
     "SELECT count(*) = 2 AS present FROM information_schema.columns"
     " WHERE table_schema = %s AND table_name = %s AND column_name IN ('hash', 'log_hash')"
@@ -77,15 +87,13 @@ BEGIN
         SELECT t.hash INTO prev FROM {schema}.{table} t
          WHERE t.originator_id = r.originator_id
            AND t.originator_version = r.originator_version - 1;
-        h := sha256(coalesce(prev, genesis) || uuid_send(r.originator_id)
-            || int8send(r.originator_version) || sha256(convert_to(r.topic, 'UTF8'))
-            || r.state);
+        h := {hash_of_r};
         running := sha256(running || h);
         UPDATE {schema}.{table} SET hash = h, log_hash = running
          WHERE notification_id = r.notification_id;
     END LOOP;
 END $$
-"""
+""".replace("{hash_of_r}", _event_hash_sql("coalesce(prev, genesis)", "r"))
 
 # Lock, notify, hash and insert in one call. The same arithmetic as `event_hash` and
 # `fold`; the log's running hash continues from the last committed event, which the lock
@@ -126,9 +134,7 @@ BEGIN
         ELSE
             prev := coalesce(prev_stored[i], genesis);
         END IF;
-        hashes[i] := sha256(prev || uuid_send(events[i].originator_id)
-            || int8send(events[i].originator_version)
-            || sha256(convert_to(events[i].topic, 'UTF8')) || events[i].state);
+        hashes[i] := {hash_of_event};
         running := sha256(running || hashes[i]);
         logs[i] := running;
     END LOOP;
@@ -141,7 +147,7 @@ BEGIN
          ORDER BY e.ord
         RETURNING t.notification_id;
 END $$
-"""
+""".replace("{hash_of_event}", _event_hash_sql("prev", "events[i]"))
 
 
 # --- reading it back ---------------------------------------------------------------------
@@ -330,8 +336,7 @@ def _scan(conn: Connection[Any], query: SQL) -> Iterator[tuple]:
     with conn.transaction(), conn.cursor(name="flowviz_verify") as cur:
         cur.itersize = 10_000
         cur.execute(query)
-        for row in cur:
-            yield tuple(bytes(v) if isinstance(v, memoryview) else v for v in _tuple(row))
+        yield from _tuples(cur)
 
 
 def _label(oid: UUID, topic: str, state: bytes) -> str:
