@@ -49,7 +49,7 @@ class FastTraceability:
         lot_code = scope["path"][len(PREFIX):]
         container = self.container
         principal = self._active_principal(scope)
-        if principal is None or not lot_code or "\x00" in lot_code:
+        if principal is None or not lot_code:
             return False
         started = time.perf_counter()
         try:

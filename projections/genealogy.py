@@ -22,7 +22,7 @@ from uuid import UUID
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from projections.queries import LOT_COLUMNS, Row
+from projections.queries import LOT_COLUMNS, Row, storable
 
 Direction = Literal["upstream", "downstream", "both"]
 DEFAULT_MAX_DEPTH = 50
@@ -144,6 +144,8 @@ async def genealogy(
     Nodes come root first, then upstream, then downstream, nearest first. `inputs` are
     the graph's edges; with_inputs adds every other input of its lots (a spreadsheet
     lists them; the graph and mass balance need only the edges, a quarter less work)."""
+    if not storable(lot_code):
+        return None
     params = {
         "code": lot_code,
         "down": direction in ("downstream", "both"),

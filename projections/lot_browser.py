@@ -9,7 +9,7 @@ from uuid import UUID
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from projections.queries import LOT_COLUMNS, Row
+from projections.queries import LOT_COLUMNS, Row, storable
 
 _LOT = ", ".join("l." + column.strip() for column in LOT_COLUMNS.split(","))
 
@@ -118,6 +118,8 @@ async def lot_page(
 
 async def lot_detail(pool: AsyncConnectionPool, lot_code: str) -> Row | None:
     """The lot row with `qc_status`, `consumed_kg`, `remaining_kg`, `inputs` and `outputs`."""
+    if not storable(lot_code):
+        return None
     async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(LOT_DETAIL, (lot_code,), prepare=True)
         row = await cur.fetchone()

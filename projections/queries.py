@@ -67,7 +67,9 @@ class ProjectionStatus:
         return max(self.head - self.position, 0)
 
 
-def _encodable(text: str) -> bool:
+def storable(text: str) -> bool:
+    """Whether PostgreSQL can hold this text: a code it cannot hold names no lot, and
+    asking for it would only fail the statement (and every look-up sharing it)."""
     try:
         text.encode()
     except UnicodeEncodeError:  # a lone surrogate, from a percent-decoded path
@@ -84,7 +86,7 @@ class ReadModel:
         self._lots: Coalescer[UUID, Row] | None = None
 
     async def traceability(self, lot_code: str) -> TraceabilityParts | None:
-        if not _encodable(lot_code):  # no lot has it, and it would fail the shared statement
+        if not storable(lot_code):
             return None
         if self._traceability is None:
             self._traceability = Coalescer(self._traceabilities)
@@ -109,19 +111,20 @@ class ReadModel:
     async def qc_decision_async(self, decision_id: UUID) -> Row | None:
         return await self._one_async(QC_DECISION_BY_ID, decision_id)
 
-    async def _all_async(self, sql: str, *params: object) -> list[Row]:
+    def require_async_pool(self) -> AsyncConnectionPool:
         if self.async_pool is None:
             raise RuntimeError("no async pool: open one with projections.db.open_async_pool")
-        async with self.async_pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        return self.async_pool
+
+    async def _all_async(self, sql: str, *params: object) -> list[Row]:
+        pool = self.require_async_pool()
+        async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(sql, params, prepare=True)
             return await cur.fetchall()
 
     async def _one_async(self, sql: str, *params: object) -> Row | None:
-        if self.async_pool is None:
-            raise RuntimeError("no async pool: open one with projections.db.open_async_pool")
-        async with self.async_pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(sql, params, prepare=True)
-            return await cur.fetchone()
+        rows = await self._all_async(sql, *params)
+        return rows[0] if rows else None
 
     def user_access(self, user_id: UUID) -> UserAccess | None:
         with self.pool.connection() as conn:

@@ -8,10 +8,8 @@ from enum import StrEnum
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
-from psycopg_pool import AsyncConnectionPool
 
 from api import audit_shapes, legacy_shapes
-from api.composition import Container
 from api.dependencies import Auditor, ContainerDep, CurrentPrincipal
 from api.query_params import Instant
 from api.responses import LegacyJSONResponse
@@ -35,13 +33,6 @@ class RecallDirection(StrEnum):
 class Format(StrEnum):
     JSON = "json"
     CSV = "csv"
-
-
-def _pool(container: Container) -> AsyncConnectionPool:
-    pool = container.read_model.async_pool
-    if pool is None:
-        raise RuntimeError("no async pool: the app's lifespan opens it")
-    return pool
 
 
 def _suffix_was_encoded(request: Request) -> bool:
@@ -68,10 +59,9 @@ async def graph(  # noqa: PLR0913 - one parameter per query option
 ) -> Response:
     if _suffix_was_encoded(request):
         return await lots.traceability(f"{lot_code}/graph", principal, container)
-    if "\x00" in lot_code:
-        raise HTTPException(404, "Lot not found")
+    pool = container.read_model.require_async_pool()
     g = await genealogy.genealogy(
-        _pool(container), lot_code, direction=direction.value, max_depth=max_depth, as_of=as_of
+        pool, lot_code, direction=direction.value, max_depth=max_depth, as_of=as_of
     )
     if g is None:
         if not request.query_params:
@@ -98,12 +88,10 @@ async def recall(
 ) -> Response:
     """Downstream: every lot the suspect lot went into, with the kg of it each contains.
     Upstream: every input of the lot back to raw lots, with the kg of each in it."""
-    if "\x00" in lot_code:
-        raise HTTPException(404, "Lot not found")
     started = time.perf_counter()
     g = await genealogy.genealogy(
-        _pool(container), lot_code, direction=direction.value, max_depth=MAX_DEPTH,
-        with_inputs=fmt is Format.CSV,
+        container.read_model.require_async_pool(), lot_code, direction=direction.value,
+        max_depth=MAX_DEPTH, with_inputs=fmt is Format.CSV,
     )
     if g is None:
         raise HTTPException(404, "Lot not found")

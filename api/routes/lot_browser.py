@@ -6,11 +6,9 @@ from enum import StrEnum
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
-from psycopg_pool import AsyncConnectionPool
 from pydantic import AfterValidator
 
 from api import browse_shapes, legacy_shapes
-from api.composition import Container
 from api.dependencies import ContainerDep, CurrentPrincipal
 from api.query_params import Instant
 from api.responses import LegacyJSONResponse
@@ -75,7 +73,7 @@ async def list_lots(  # noqa: PLR0913 - one parameter per filter
     )
     after = browse_shapes.decode_cursor(cursor) if cursor else None
     rows, following = await lot_browser.lot_page(
-        _async_pool(container), filters, limit=limit, after=after
+        container.read_model.require_async_pool(), filters, limit=limit, after=after
     )
     next_cursor = browse_shapes.encode_cursor(following) if following else None
     return LegacyJSONResponse(browse_shapes.lot_list(rows, next_cursor))
@@ -90,16 +88,8 @@ async def list_lots(  # noqa: PLR0913 - one parameter per filter
 async def lot_detail(
     lot_code: str, _: CurrentPrincipal, container: ContainerDep
 ) -> LegacyJSONResponse:
-    if "\x00" in lot_code:
-        raise HTTPException(404, "Lot not found")
-    row = await lot_browser.lot_detail(_async_pool(container), lot_code)
+    row = await lot_browser.lot_detail(container.read_model.require_async_pool(), lot_code)
     if row is None:
         raise HTTPException(404, "Lot not found")
     return LegacyJSONResponse(browse_shapes.lot_detail(row))
 
-
-def _async_pool(container: Container) -> AsyncConnectionPool:
-    pool = container.read_model.async_pool
-    if pool is None:
-        raise RuntimeError("no async pool: the app's lifespan opens it")
-    return pool
