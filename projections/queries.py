@@ -19,7 +19,6 @@ LOT_COLUMNS = (
     "id, lot_code, lot_type, production_run_id, phase_id, operator_id,"
     " weight_kg, temperature_c, metadata, created_at"
 )
-LOTS_BY_ID = f"SELECT {LOT_COLUMNS} FROM lots WHERE id = ANY(%s)"
 QC_DECISION_BY_ID = (
     "SELECT id, lot_id, qc_gate_id, operator_id, decision, notes, temperature_c,"
     " digital_signature, decided_at FROM qc_decisions WHERE id = %s"
@@ -83,7 +82,6 @@ class ReadModel:
         # The hottest read runs on the event loop: no thread hop per request.
         self.async_pool = async_pool
         self._traceability: Coalescer[str, TraceabilityParts] | None = None
-        self._lots: Coalescer[UUID, Row] | None = None
 
     async def traceability(self, lot_code: str) -> TraceabilityParts | None:
         if not storable(lot_code):
@@ -95,14 +93,6 @@ class ReadModel:
     async def _traceabilities(self, lot_codes: list[str]) -> dict[str, TraceabilityParts]:
         rows = await self._all_async(TRACEABILITY_PARTS, lot_codes)
         return {r.pop("lot_code"): TraceabilityParts(**r) for r in rows}
-
-    async def lot(self, lot_id: UUID) -> Row | None:
-        if self._lots is None:
-            self._lots = Coalescer(self._lots_by_id)
-        return await self._lots.get(lot_id)
-
-    async def _lots_by_id(self, lot_ids: list[UUID]) -> dict[UUID, Row]:
-        return {r["id"]: r for r in await self._all_async(LOTS_BY_ID, lot_ids)}
 
     def qc_decision(self, decision_id: UUID) -> Row | None:
         with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:

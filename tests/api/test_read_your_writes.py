@@ -16,11 +16,13 @@ from uuid import UUID
 import orjson
 import pytest
 from fastapi.testclient import TestClient
+from psycopg.rows import dict_row
 
 from api import legacy_shapes
 from api.composition import Container
 from api.main import create_app
 from ledger.values import SYSTEM_ACTOR_ID, Role
+from projections.queries import LOT_COLUMNS
 
 ROUNDS = 40
 STALLED_WAIT = 0.2
@@ -72,6 +74,24 @@ def test_every_registered_lot_is_traceable_by_the_very_next_request(client, auth
         traced = client.get(f"/api/traceability/{code}", headers=reader)
         assert traced.status_code == 200, f"round {n}: {traced.text}"
         assert traced.content.startswith(_trace_bytes_start(created.content))
+
+
+@pytest.mark.parametrize("body_name", sorted(LOT_BODIES))
+def test_the_201_body_is_byte_for_byte_the_row_the_legacy_reports_read(
+    client, auth, app_container, body_name
+):
+    """The POST answers from the event it recorded, without reading the row back; the
+    old SQL reports read the `lots` row. Both must say exactly the same."""
+    code = f"RYW-ROW-{body_name}"
+    created = client.post(
+        "/api/lots", json={"lot_code": code, **LOT_BODIES[body_name]}, headers=auth()
+    )
+    assert created.status_code == 201, created.text
+
+    with app_container.read_pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(f"SELECT {LOT_COLUMNS} FROM lots WHERE lot_code = %s", (code,)).fetchone()
+    assert row is not None, "the 201 came before the read table held the lot"
+    assert orjson.dumps(legacy_shapes.lot(row)) == created.content
 
 
 def test_every_child_batch_shows_up_under_its_parent_at_once(client, auth):
