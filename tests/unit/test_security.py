@@ -40,6 +40,35 @@ def test_an_expired_token_is_rejected():
         TokenService(SECRET, 5).verify(expired)
 
 
+def test_a_token_accepted_before_is_refused_once_it_expires(monkeypatch):
+    """Accepted tokens are remembered so that each request skips the signature check,
+    but never past their expiry."""
+    key = OctKey.import_key(SECRET)
+    now = time.time()
+    claims = {"sub": str(uuid4()), "role": "ADMIN", "iat": int(now), "exp": int(now) + 60}
+    token = jwt.encode({"alg": "HS256"}, claims, key)
+    tokens = TokenService(SECRET, 5)
+    assert tokens.verify(token).role == "ADMIN"
+    assert tokens.verify(token).role == "ADMIN"  # remembered
+
+    monkeypatch.setattr(time, "time", lambda: now + 60 + TokenService.LEEWAY_SECONDS + 1)
+    with pytest.raises(InvalidToken):
+        tokens.verify(token)
+
+
+def test_a_tampered_copy_of_an_accepted_token_is_still_rejected():
+    tokens = TokenService(SECRET, 5)
+    token = tokens.issue(uuid4(), "VIEWER", "v@plant.example")
+    tokens.verify(token)
+    header, payload, signature = token.split(".")
+    promoted = jwt.encode({"alg": "HS256"}, {"sub": str(uuid4()), "role": "ADMIN", "exp": 2**31},
+                          OctKey.import_key("x" * 64)).split(".")[1]
+    resigned = ("B" if signature[0] != "B" else "C") + signature[1:]
+    for forged in (f"{header}.{promoted}.{signature}", f"{header}.{payload}.{resigned}"):
+        with pytest.raises(InvalidToken):
+            tokens.verify(forged)
+
+
 def test_a_token_without_expiry_is_rejected():
     key = OctKey.import_key(SECRET)
     eternal = jwt.encode({"alg": "HS256"}, {"sub": str(uuid4()), "role": "ADMIN"}, key)
