@@ -77,6 +77,29 @@ def _shared_metrics(workers: int) -> Iterator[None]:
             del os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 
+@contextlib.contextmanager
+def _projector_beside(workers: int, settings: Settings) -> Iterator[None]:
+    """With several workers, the projector runs in this process, which otherwise only
+    watches over them: it gets an interpreter of its own instead of sharing one worker's
+    with that worker's requests, and every worker waits on it alike. Its advisory lock
+    still keeps any other projector (a second server, `flowviz project`) waiting."""
+    if workers < 2 or not settings.flowviz_run_projector:
+        yield
+        return
+    before = os.environ.get("FLOWVIZ_RUN_PROJECTOR")
+    os.environ["FLOWVIZ_RUN_PROJECTOR"] = "false"  # read by the workers' settings
+    container = Container(settings, run_projector=True)
+    container.start()
+    try:
+        yield
+    finally:
+        container.close()
+        if before is None:
+            del os.environ["FLOWVIZ_RUN_PROJECTOR"]
+        else:
+            os.environ["FLOWVIZ_RUN_PROJECTOR"] = before
+
+
 def _settings() -> Settings:
     try:
         settings = get_settings()
@@ -116,7 +139,7 @@ def serve(
                 console.print("demo data loaded" if loaded else "demo data already present")
         finally:
             container.close()
-        with _shared_metrics(workers):
+        with _shared_metrics(workers), _projector_beside(workers, settings):
             uvicorn.run(
                 "api.main:create_app",
                 factory=True,

@@ -83,7 +83,7 @@ class Container:
             create_read_tables(conn)
         self.read_model = ReadModel(self.read_pool)
         self.access = AccessCache(self.read_model)
-        self.metrics = Metrics(self._pools)
+        self.metrics = Metrics(self._pools, self._projector_failures)
         self.ledger.on_commit.append(self.metrics.count_committed)
         self.passwords = PasswordHasher(settings.bcrypt_rounds)
         self.redis: redis.Redis | None = (
@@ -120,6 +120,9 @@ class Container:
     @property
     def events_table(self) -> str:
         return self.ledger.recorder.events_table_name  # type: ignore[attr-defined]
+
+    def _projector_failures(self) -> int:
+        return self.runner.failures if self.runner is not None else 0
 
     def _pools(self) -> dict[str, ConnectionPool | AsyncConnectionPool]:
         pools = {"ledger": self.ledger.recorder.datastore.pool, "read": self.read_pool}  # type: ignore[attr-defined]

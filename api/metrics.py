@@ -21,9 +21,12 @@ class Metrics:
     workers start) values go to shared files and a scrape of any worker sums them all."""
 
     def __init__(
-        self, pools: Callable[[], dict[str, ConnectionPool | AsyncConnectionPool]]
+        self,
+        pools: Callable[[], dict[str, ConnectionPool | AsyncConnectionPool]],
+        projector_failures: Callable[[], int] = lambda: 0,
     ) -> None:
         self._pools = pools
+        self._projector_failures = projector_failures
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         self._stop_refreshing = threading.Event()
         self.registry = CollectorRegistry()
@@ -54,7 +57,7 @@ class Metrics:
             ["projection"], registry=r, multiprocess_mode="livemostrecent",
         )
         self.projector_failures = Gauge(
-            "flowviz_projector_failures", "Projector restarts after an error, this process",
+            "flowviz_projector_failures", "Projector restarts after an error",
             registry=r, multiprocess_mode="livesum",
         )
         self.http_requests = Counter(
@@ -77,7 +80,9 @@ class Metrics:
             elif isinstance(event, Lot.QcDecisionRecorded):
                 self.qc_decisions.labels(event.decision).inc()
 
-    def refresh_pools(self) -> None:
+    def refresh(self) -> None:
+        """This process's gauges: its pools and, where it runs one, its projector."""
+        self.projector_failures.set(self._projector_failures())
         for name, pool in self._pools().items():
             stats = pool.get_stats()
             size, available = stats.get("pool_size", 0), stats.get("pool_available", 0)
@@ -85,7 +90,7 @@ class Metrics:
             self.pool_idle.labels(name).set(available)
 
     def start_refreshing(self, interval: float = 1.0) -> None:
-        """Keeps this process's pool gauges current for scrapes served by other workers."""
+        """Keeps this process's gauges current for scrapes served by other processes."""
         if self.multiprocess:
             self._stop_refreshing.clear()
             threading.Thread(target=self._refresh_loop, args=(interval,), daemon=True).start()
@@ -97,15 +102,14 @@ class Metrics:
 
     def _refresh_loop(self, interval: float) -> None:
         while not self._stop_refreshing.wait(interval):
-            self.refresh_pools()
+            self.refresh()
 
-    def record_projection(self, statuses: list[ProjectionStatus], failures: int) -> None:
+    def record_projection(self, statuses: list[ProjectionStatus]) -> None:
         for status in statuses:
             self.projection_lag.labels(status.name).set(status.lag)
-        self.projector_failures.set(failures)
 
     def exposition(self) -> bytes:
-        self.refresh_pools()
+        self.refresh()
         if not self.multiprocess:
             return generate_latest(self.registry)
         merged = CollectorRegistry()

@@ -10,6 +10,7 @@ it runs, and checks before each batch that the lock's connection is still alive.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
 from itertools import groupby
@@ -114,6 +115,8 @@ class ProjectorLock:
         self._conn = psycopg.connect(
             self.conninfo, autocommit=True,
             keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3,
+            # pg_stat_activity then says which process holds (or waits for) the lock.
+            application_name=f"flowviz-projector:{os.getpid()}",
         )
         return self
 

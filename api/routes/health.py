@@ -21,9 +21,7 @@ async def health() -> LegacyJSONResponse:
 
 @router.get("/metrics", tags=["health"], include_in_schema=False)
 def metrics(container: ContainerDep) -> Response:
-    runner = container.runner
     container.metrics.record_projection(
-        container.read_model.projection_status(container.events_table),
-        runner.failures if runner is not None else 0,
+        container.read_model.projection_status(container.events_table)
     )
     return Response(container.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

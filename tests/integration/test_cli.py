@@ -272,7 +272,8 @@ def test_two_workers_share_one_projector_and_one_set_of_metrics(
     db_env, serve, tmp_path, database_url, schema
 ):
     """With two HTTP workers, every lot is readable at once whichever worker answers,
-    exactly one projector holds the lock, and any worker's /metrics counts all lots."""
+    exactly one projector holds the lock, and any worker's /metrics counts all lots.
+    The projector runs in the serving process itself, beside (not inside) the workers."""
     port, log = free_port(), tmp_path / "serve.log"
     process = serve(db_env, port, log, "--workers", "2")
     base = f"http://127.0.0.1:{port}"
@@ -291,11 +292,11 @@ def test_two_workers_share_one_projector_and_one_set_of_metrics(
 
     with psycopg.connect(database_url, autocommit=True) as conn:
         holders = conn.execute(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-            " AND objid = hashtext(%s)::oid",
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+            " WHERE l.locktype = 'advisory' AND l.granted AND l.objid = hashtext(%s)::oid",
             (f"flowviz:projector:{schema}:legacy_tables",),
-        ).fetchone()[0]
-    assert holders == 1
+        ).fetchall()
+    assert holders == [(f"flowviz-projector:{process.pid}",)]
     stop(process, log)
 
 
