@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import legacy_shapes
-from api.composition import MISSING
+from api.fast_principal import cached_principal
 from api.responses import LegacyJSONResponse
-from api.security import InvalidToken
 
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
@@ -48,7 +47,7 @@ class FastTraceability:
     async def _answered(self, scope: Scope, send: Send) -> bool:
         lot_code = scope["path"][len(PREFIX):]
         container = self.container
-        principal = self._active_principal(scope)
+        principal = cached_principal(container, scope)
         if principal is None or not lot_code:
             return False
         started = time.perf_counter()
@@ -71,21 +70,3 @@ class FastTraceability:
         })
         await send({"type": "http.response.body", "body": body})
         return True
-
-    def _active_principal(self, scope: Scope) -> object | None:
-        authorization = next(
-            (v for k, v in scope["headers"] if k == b"authorization"), None
-        )
-        if authorization is None:
-            return None
-        scheme, _, token = authorization.decode("latin-1").partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            return None
-        try:
-            claims = self.container.tokens.verify(token)
-        except InvalidToken:
-            return None
-        access = self.container.access.cached(claims.user_id)
-        if access is MISSING or access is None or not access.active:  # type: ignore[union-attr]
-            return None
-        return claims

@@ -89,6 +89,29 @@ class ExactJsonRequest(Request):
         return self._json
 
 
+def screened_json(body: bytes) -> Any:
+    """The body parsed with exact decimals, or a clear 422 for JSON nothing should store.
+
+    Malformed JSON raises `json.JSONDecodeError`, which FastAPI answers itself (422).
+    """
+    try:
+        # Decimals stay as written ("4.50" keeps its scale); floats would not.
+        data = json.loads(body, parse_float=Decimal)
+    except json.JSONDecodeError:
+        raise
+    except (RecursionError, UnicodeDecodeError, ValueError) as e:
+        # ValueError: e.g. an integer literal beyond Python's 4300-digit limit.
+        raise _invalid(("body",), "json_invalid", "Body is not usable JSON") from e
+    if _depth(data) > MAX_DEPTH:
+        raise _invalid(("body",), "json_too_deep", f"JSON nested deeper than {MAX_DEPTH} levels")
+    bad = _find_bad_text(data, ("body",))
+    if bad is not None:
+        raise _invalid(
+            bad, "string_unsupported_characters", "Text must be valid UTF-8 without NUL characters"
+        )
+    return data
+
+
 class ExactJsonRoute(APIRoute):
     """Parses and screens the body before FastAPI does, so refusals are clear 4xx answers."""
 
@@ -100,24 +123,11 @@ class ExactJsonRoute(APIRoute):
                 return await handler(request)
             request = ExactJsonRequest(request.scope, request.receive)
             await _read_body_within_limit(request)
-            try:
-                data = await request.json() if request._body else None
-            except json.JSONDecodeError:
-                data = None  # FastAPI answers these itself, as a 422 json_invalid
-            except (RecursionError, UnicodeDecodeError, ValueError) as e:
-                # ValueError: e.g. an integer literal beyond Python's 4300-digit limit.
-                raise _invalid(("body",), "json_invalid", "Body is not usable JSON") from e
-            if _depth(data) > MAX_DEPTH:
-                raise _invalid(
-                    ("body",), "json_too_deep", f"JSON nested deeper than {MAX_DEPTH} levels"
-                )
-            bad = _find_bad_text(data, ("body",))
-            if bad is not None:
-                raise _invalid(
-                    bad,
-                    "string_unsupported_characters",
-                    "Text must be valid UTF-8 without NUL characters",
-                )
+            if request._body:
+                try:
+                    request._json = screened_json(request._body)
+                except json.JSONDecodeError:
+                    pass  # FastAPI answers these itself, as a 422 json_invalid
             return await handler(request)
 
         return exact_json_handler

@@ -7,11 +7,13 @@ from fastapi import APIRouter, HTTPException, Response
 from starlette.concurrency import run_in_threadpool
 
 from api import legacy_shapes
-from api.dependencies import ContainerDep, CurrentPrincipal, Writer
+from api.composition import Container
+from api.dependencies import ContainerDep, CurrentPrincipal, Principal, Writer
 from api.json_body import ExactJsonRoute, plain_json
 from api.responses import LegacyJSONResponse
 from api.schemas import LotIn, QcDecisionIn
-from ledger.commands import InputRef, NewLot, NewQcDecision
+from ledger.commands import Committed, InputRef, NewLot, NewQcDecision
+from ledger.lot import Lot
 
 router = APIRouter(route_class=ExactJsonRoute)
 # Also answered by api/fast_trace.py in the common case: keep the two in step.
@@ -27,7 +29,15 @@ TRACEABILITY_PATH = "/api/traceability/{lot_code:path}"
 async def create_lot(
     body: LotIn, principal: Writer, container: ContainerDep
 ) -> LegacyJSONResponse:
-    new = NewLot(
+    committed = await run_in_threadpool(
+        container.ledger.register_lot, new_lot(body, principal), actor_id=principal.user_id
+    )
+    return await created_lot(container, committed)
+
+
+# Both also serve api/fast_post_lots.py, which answers the plain case in front of FastAPI.
+def new_lot(body: LotIn, principal: Principal) -> NewLot:
+    return NewLot(
         lot_code=body.lot_code,
         lot_type=body.lot_type.value if body.lot_type else None,
         production_run_id=body.production_run_id,
@@ -41,9 +51,9 @@ async def create_lot(
             for i in body.inputs
         ),
     )
-    committed = await run_in_threadpool(
-        container.ledger.register_lot, new, actor_id=principal.user_id
-    )
+
+
+async def created_lot(container: Container, committed: Committed[Lot]) -> LegacyJSONResponse:
     # Read-your-writes: the 201 waits until the read tables hold the lot, so the client's
     # next request finds it. The body needs no read-back: the row and this answer are
     # rendered from the same event (test_read_your_writes pins them byte for byte).
