@@ -12,6 +12,8 @@ raw-SQL baselines from pgbench at the same concurrency.
 (d) ledger-level appends vs the library's default recorder            target >= 10x
 (e) peak RSS of each server process                                   target < 300 MB
 (f) GET /api/health, which touches no database: the ceiling of the HTTP stack itself
+(g) CPU per request during (a), (b) and (f): server, PostgreSQL and load generator. What a
+    request costs in CPU bounds its rate on this machine's cores, whatever the latency.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import shutil
 import socket
 import subprocess
@@ -104,6 +107,33 @@ class RssWatcher(threading.Thread):
                         self.peak[proc.pid] = max(self.peak.get(proc.pid, 0), rss)
                 except psutil.Error:
                     pass
+
+
+class CpuMeter:
+    """CPU seconds used by the server's processes, by our own children (wrk, pgbench) and by
+    everything else on the machine, mostly PostgreSQL (whose short-lived backends leave no
+    process to ask), so that a run's cost per request can be read off beside its rate."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server = psutil.Process(server_pid)
+
+    def snapshot(self) -> dict[str, float]:
+        server = 0.0
+        for proc in [self.server, *self.server.children(recursive=True)]:
+            try:
+                times = proc.cpu_times()
+                server += times.user + times.system
+            except psutil.Error:
+                pass
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        load = children.ru_utime + children.ru_stime
+        machine = psutil.cpu_times()
+        busy = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
+        return {"server": server, "load generator": load, "postgres and the rest": busy - server - load}
+
+    @staticmethod
+    def per_request_ms(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float]:
+        return {k: 1000 * (after[k] - before[k]) / max(requests, 1) for k in before}
 
 
 class LagSampler(threading.Thread):
@@ -222,6 +252,7 @@ def main() -> None:  # noqa: PLR0915 - a script that reads top to bottom
             env=env, cwd=ROOT)
         base = f"http://127.0.0.1:{port}"
         rss = RssWatcher(server.pid)
+        cpu = CpuMeter(server.pid)
         try:
             for _ in range(300):
                 try:
@@ -235,14 +266,19 @@ def main() -> None:  # noqa: PLR0915 - a script that reads top to bottom
             seed_genealogy(url, args.mixes)
 
             print(f"(a) raw INSERT, pgbench -c {c}, {d}s ...", flush=True)
+            before = cpu.snapshot()
             raw = pgbench(url, RAW_INSERT, c, d)
+            raw_cpu = cpu.per_request_ms(before, cpu.snapshot(), round(raw * d))
             print(f"(a) POST /api/lots, wrk -c {c}, {d}s ...", flush=True)
             with psycopg.connect(url, autocommit=True) as conn:
                 lots_before = conn.execute("SELECT count(*) FROM lots").fetchone()[0]
             sampler = LagSampler(url)
             sampler.start()
+            before = cpu.snapshot()
             post_rate, post_total, post_failed = wrk(base, LUA / "post_lots.lua", c, d,
                                                      {"FLOWVIZ_TOKEN": token, "FLOWVIZ_PREFIX": f"B{port}"})
+            results["g"] = {"raw INSERT (pgbench)": raw_cpu,
+                            "POST /api/lots": cpu.per_request_ms(before, cpu.snapshot(), post_total)}
             time.sleep(1.0)
             sampler.stopping.set()
             sampler.join()
@@ -256,15 +292,21 @@ def main() -> None:  # noqa: PLR0915 - a script that reads top to bottom
             results["c"] = sampler.lags_ms()
 
             print(f"(b) three legacy queries, pgbench -c {c}, {d}s ...", flush=True)
+            before = cpu.snapshot()
             direct = pgbench(url, LEGACY_TRACE.format(count=args.mixes), c, d)
+            results["g"]["3 legacy queries (pgbench)"] = cpu.per_request_ms(before, cpu.snapshot(), round(direct * d))
             print(f"(b) GET /api/traceability, wrk -c {c}, {d}s ...", flush=True)
-            trace_rate, _, trace_failed = wrk(base, LUA / "get_trace.lua", c, d,
-                                              {"FLOWVIZ_TOKEN": token, "FLOWVIZ_MIX_COUNT": str(args.mixes)})
+            before = cpu.snapshot()
+            trace_rate, trace_total, trace_failed = wrk(base, LUA / "get_trace.lua", c, d,
+                                                        {"FLOWVIZ_TOKEN": token, "FLOWVIZ_MIX_COUNT": str(args.mixes)})
+            results["g"]["GET /api/traceability"] = cpu.per_request_ms(before, cpu.snapshot(), trace_total)
             results["b"] = (trace_rate, direct, trace_failed)
             # What bounds (a) and (b): the same HTTP stack answering without touching the
             # database at all. No endpoint of this server can be faster than this.
             print(f"(f) GET /api/health (no database), wrk -c {c}, {d}s ...", flush=True)
-            health_rate, _, health_failed = wrk(f"{base}/api/health", None, c, d, {})
+            before = cpu.snapshot()
+            health_rate, health_total, health_failed = wrk(f"{base}/api/health", None, c, d, {})
+            results["g"]["GET /api/health"] = cpu.per_request_ms(before, cpu.snapshot(), health_total)
             results["f"] = (health_rate, health_failed)
         finally:
             rss.stopping.set()
@@ -292,6 +334,13 @@ def main() -> None:  # noqa: PLR0915 - a script that reads top to bottom
     health_rate, health_failed = results["f"]
     print(f"{'(f) ceiling: GET /api/health /s vs 3 queries /s':<48}{health_rate:>14.0f}{direct:>12.0f}"
           f"{health_rate / direct:>8.2f}  (bounds (a) and (b))")
+    cores = os.cpu_count() or 1
+    print(f"(g) CPU ms per request: server + load generator + PostgreSQL and the rest = total;"
+          f" {cores} cores allow at most {cores} s of CPU per second:")
+    for name, parts in results["g"].items():
+        total = sum(parts.values())
+        split = " + ".join(f"{v:.3f}" for v in parts.values())
+        print(f"    {name:<26}{split} = {total:.3f} ms -> at most {1000 * cores / total:,.0f}/s")
     print(f"non-2xx/socket errors: POST {post_failed}, GET {trace_failed}, health {health_failed}")
     print(f"POST 201 answers {post_total - post_failed}, lots added {lots_added} "
           f"(wrk drops up to {c} in-flight answers when it stops); "
