@@ -56,10 +56,9 @@ class FastPostLots:
             await self.app(scope, _replaying(messages, receive), send)
             return
         try:
+            command = new_lot(body, principal)
             committed = await run_in_threadpool(
-                self.container.ledger.register_lot,
-                new_lot(body, principal),
-                actor_id=principal.user_id,
+                self.container.ledger.register_lot, command, actor_id=principal.user_id
             )
         except Exception:  # noqa: BLE001 - nothing was recorded; the route words refusals
             await self.app(scope, _replaying(messages, receive), send)

@@ -10,7 +10,7 @@ from starlette.routing import BaseRoute
 
 from api.composition import Container
 from api.errors import install_error_handlers
-from api.fast_post_lots import FastPostLots
+from api.fast_post_lots import PATH, FastPostLots
 from api.fast_trace import FastTraceability
 from api.metrics import HttpMetricsMiddleware
 from api.responses import LegacyJSONResponse
@@ -45,9 +45,10 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     install_error_handlers(app)
     for module in (health, auth, audit, genealogy, lots, lot_browser):
         app.include_router(module.router)
-    traceability_route = _route(lots.router, "GET", lots.TRACEABILITY_PATH)
-    app.add_middleware(FastTraceability, container=built, route=traceability_route)
-    app.add_middleware(FastPostLots, container=built, route=_route(lots.router, "POST", "/api/lots"))
+    app.add_middleware(
+        FastTraceability, container=built, route=_route(lots.router, "GET", lots.TRACEABILITY_PATH)
+    )
+    app.add_middleware(FastPostLots, container=built, route=_route(lots.router, "POST", PATH))
     app.add_middleware(HttpMetricsMiddleware, metrics=built.metrics)
     return app
 
