@@ -11,39 +11,27 @@ committed, this layer answers the 201 itself, with the route's own `created_lot`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from api.dependencies import WRITERS
-from api.fast_principal import cached_principal
+from api.fast_path import FastPath, cached_principal
 from api.json_body import MAX_BODY_BYTES, screened_json
 from api.routes.lots import created_lot, new_lot
 from api.schemas import LotIn
-
-if TYPE_CHECKING:
-    from starlette.routing import BaseRoute
-
-    from api.composition import Container
 
 PATH = "/api/lots"
 _WRITER_ROLES = frozenset(role.value for role in WRITERS)
 
 
-class FastPostLots:
-    def __init__(self, app: ASGIApp, container: Container, route: BaseRoute) -> None:
-        self.app = app
-        self.container = container
-        self.route = route  # what the metrics label the request with, as if routed
+class FastPostLots(FastPath):
+    method = "POST"
+
+    def takes_path(self, path: str) -> bool:
+        return path == PATH
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["method"] != "POST"
-            or scope["path"] != PATH
-            or scope.get("root_path")
-        ):
+        if not self.takes(scope):
             await self.app(scope, receive, send)
             return
         principal = cached_principal(self.container, scope)

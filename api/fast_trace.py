@@ -10,38 +10,25 @@ else goes on to the route, which owns every error answer.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from api import legacy_shapes
-from api.fast_principal import cached_principal
+from api.fast_path import FastPath, cached_principal
 from api.responses import LegacyJSONResponse
-
-if TYPE_CHECKING:
-    from starlette.routing import BaseRoute
-
-    from api.composition import Container
 
 PREFIX = "/api/traceability/"
 _CONTENT_TYPE = LegacyJSONResponse.media_type.encode()
 
 
-class FastTraceability:
-    def __init__(self, app: ASGIApp, container: Container, route: BaseRoute) -> None:
-        self.app = app
-        self.container = container
-        self.route = route  # what the metrics label the request with, as if routed
+class FastTraceability(FastPath):
+    method = "GET"
+
+    def takes_path(self, path: str) -> bool:
+        return path.startswith(PREFIX) and not path.endswith("/graph")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["method"] != "GET"
-            or not scope["path"].startswith(PREFIX)
-            or scope["path"].endswith("/graph")
-            or scope.get("root_path")
-            or not await self._answered(scope, send)
-        ):
+        if not self.takes(scope) or not await self._answered(scope, send):
             await self.app(scope, receive, send)
 
     async def _answered(self, scope: Scope, send: Send) -> bool:
