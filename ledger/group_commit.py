@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +51,15 @@ class _Append:
     error: Exception | None = None
 
 
+@dataclass
+class WriterStats:
+    """What the writer has done: how it batches, and how much of its time it is busy."""
+
+    batches: int = 0
+    appends: int = 0
+    busy_seconds: float = 0.0
+
+
 class GroupCommitRecorder(PostgresApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -57,6 +67,7 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
         self._writer: threading.Thread | None = None
         self._writer_lock = threading.Lock()
         self._closed = False
+        self.stats = WriterStats()
         append_function = Identifier(f"{self.events_table_name}_append")
         self._add_hash_columns = SQL(ADD_COLUMNS).format(
             schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name)
@@ -159,6 +170,7 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
                 return
 
     def _commit(self, batch: list[_Append]) -> None:
+        started = time.perf_counter()
         try:
             try:
                 self._commit_together(batch)
@@ -166,6 +178,9 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
                 self._commit_each_under_savepoint(batch)
         except Exception as e:  # noqa: BLE001 - every waiting caller must be woken
             self._fail(batch, e if isinstance(e, PersistenceError) else PersistenceError(str(e)))
+        self.stats.batches += 1
+        self.stats.appends += len(batch)
+        self.stats.busy_seconds += time.perf_counter() - started
         for append in batch:
             append.done.set()
 

@@ -171,11 +171,13 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def ledger_rate(url: str, *, group_commit: bool, threads: int, seconds: float) -> float:
+def ledger_rate(url: str, *, group_commit: bool, threads: int, seconds: float) -> tuple[float, dict | None]:
+    """Registrations per second; for group commit also where its writer's time goes."""
     schema = f"bench_{'gc' if group_commit else 'lib'}_{uuid.uuid4().hex[:6]}"
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
     ledger = Ledger(postgres_env(url, schema=schema, pool_size=threads, group_commit=group_commit))
+    wal_sync_before = wal_sync_ms(url)
     deadline = time.perf_counter() + seconds
     counts = [0] * threads
 
@@ -189,9 +191,56 @@ def ledger_rate(url: str, *, group_commit: bool, threads: int, seconds: float) -
     started = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(work, range(threads)))
-    rate = sum(counts) / (time.perf_counter() - started)
-    ledger.close()
-    return rate
+    elapsed = time.perf_counter() - started
+    rate = sum(counts) / elapsed
+    stats = getattr(ledger.recorder, "stats", None)
+    ledger.close()  # its connections close, so their function statistics are flushed
+    if stats is None or not stats.batches:
+        return rate, None
+    time.sleep(0.5)
+    with psycopg.connect(url, autocommit=True) as conn:
+        function = conn.execute(
+            "SELECT calls, total_time FROM pg_stat_user_functions WHERE schemaname = %s"
+            " AND funcname LIKE %s", (schema, "%_append")
+        ).fetchone()
+    wal_sync = wal_sync_ms(url)
+    return rate, {
+        "batches": stats.batches, "appends": stats.appends, "busy": stats.busy_seconds,
+        "elapsed": elapsed, "function_ms": function[1] / function[0] if function else None,
+        # Zero when the timing could not be turned on: unknown, not free.
+        "wal_sync_ms": (wal_sync - wal_sync_before) / stats.batches
+        if wal_sync and wal_sync_before is not None and wal_sync > wal_sync_before else None,
+    }
+
+
+def python_per_registration_ms(seconds: float) -> float:
+    """The ledger's own Python per registration, on the library's in-memory recorder: the
+    part that the interpreter lock runs one at a time, however many threads call it."""
+    ledger = Ledger({"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        ledger.register_lot(NewLot(lot_code=f"P-{done}", weight_kg=Decimal(1)), actor_id=None)
+        done += 1
+    return 1000 * (time.perf_counter() - started) / done
+
+
+def wal_sync_ms(url: str) -> float | None:
+    """Milliseconds the whole server spent in WAL fsyncs (PostgreSQL 14+, with timing on)."""
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            return conn.execute("SELECT wal_sync_time FROM pg_stat_wal").fetchone()[0]
+    except psycopg.Error:
+        return None
+
+
+def track_timings(url: str, name: str) -> None:
+    """Function and WAL timings for the run's database: what (d)'s breakdown reads."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        for setting in ("track_functions = 'pl'", "track_wal_io_timing = on"):
+            try:
+                conn.execute(f'ALTER DATABASE "{name}" SET {setting}')
+            except psycopg.Error:  # not a superuser: the breakdown says n/a
+                pass
 
 
 def seed_genealogy(url: str, mixes: int) -> None:
@@ -238,10 +287,14 @@ def main() -> None:  # noqa: PLR0915 - a script that reads top to bottom
             conn.execute("CREATE SEQUENCE bench_raw_seq; CREATE TABLE bench_raw (id uuid PRIMARY KEY DEFAULT gen_random_uuid(),"
                          " lot_code text UNIQUE NOT NULL, lot_type text, weight_kg numeric, temperature_c numeric,"
                          " metadata jsonb, created_at timestamptz NOT NULL DEFAULT now())")
+        track_timings(server_url, name)
         print(f"(d) ledger appends, 16 threads, {d}s each ...", flush=True)
-        lib = ledger_rate(url, group_commit=False, threads=16, seconds=d)
-        ours = ledger_rate(url, group_commit=True, threads=16, seconds=d)
+        lib, _ = ledger_rate(url, group_commit=False, threads=16, seconds=d)
+        ours, writer = ledger_rate(url, group_commit=True, threads=16, seconds=d)
         results["d"] = (ours, lib)
+        if writer is not None:
+            writer["python_ms"] = python_per_registration_ms(min(d, 3))
+        results["writer"] = writer
 
         print("starting server ...", flush=True)
         port = free_port()
@@ -329,6 +382,16 @@ def main() -> None:  # noqa: PLR0915 - a script that reads top to bottom
     print(f"{'(b) GET traceability /s vs 3 queries /s':<48}{trace_rate:>14.0f}{direct:>12.0f}{trace_rate / direct:>8.2f}  >= 0.98")
     print(f"{'(c) projection lag p50 / p99 ms':<48}{percentile(lags, .5):>14.1f}{percentile(lags, .99):>12.1f}{'':>8}  p99 < 100")
     print(f"{'(d) ledger appends /s vs library default /s':<48}{ours:>14.0f}{lib:>12.0f}{ours / lib:>8.1f}  >= 10")
+    writer = results["writer"]
+    if writer is not None:
+        def ms(value: float | None) -> str:
+            return "n/a" if value is None else f"{value:.2f} ms"
+        print(f"    group commit: {writer['batches']} batches of {writer['appends'] / writer['batches']:.1f}"
+              f" registrations, the writer busy {writer['busy'] / writer['elapsed']:.0%} of the time;"
+              f" per batch {ms(1000 * writer['busy'] / writer['batches'])} in the writer, of which"
+              f" PostgreSQL's append function {ms(writer['function_ms'])} and WAL fsync {ms(writer['wal_sync_ms'])}")
+        print(f"    the ledger's Python per registration, one at a time under the interpreter lock:"
+              f" {ms(writer['python_ms'])}, so at most {1000 / writer['python_ms']:,.0f}/s with a free database")
     print(f"{'(e) peak RSS per server process MB':<48}{peak_mb:>14.0f}{'':>12}{'':>8}  < 300")
     rows, events = results["log"]
     health_rate, health_failed = results["f"]
