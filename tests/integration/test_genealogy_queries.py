@@ -15,22 +15,12 @@ from typing import Any
 
 import pytest
 
-from ledger.commands import InputRef, NewLot, NewQcDecision
-from ledger.values import SYSTEM_ACTOR_ID
+from ledger.commands import NewQcDecision
 from projections import genealogy
 from projections.db import open_async_pool
+from tests.integration.lots import register
 
 REASON = "Metal detector alarm on line 2"
-
-
-def register(ledger, code: str, lot_type: str, weight: str | None, *inputs: tuple[str, str]):
-    new = NewLot(
-        lot_code=code,
-        lot_type=lot_type,
-        weight_kg=None if weight is None else Decimal(weight),
-        inputs=tuple(InputRef(Decimal(kg), lot_code=parent) for parent, kg in inputs),
-    )
-    return ledger.register_lot(new, actor_id=SYSTEM_ACTOR_ID).aggregate
 
 
 def fetch(container, code: str, **options: Any) -> genealogy.Genealogy | None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from ledger.commands import InputRef, NewLot, NewQcDecision
+from ledger.commands import NewQcDecision
 from ledger.errors import (
     EmailAlreadyRegistered,
     InsufficientQuantity,
@@ -24,6 +24,7 @@ from ledger.errors import (
 )
 from ledger.lot import LotCode
 from ledger.values import SYSTEM_ACTOR_ID
+from tests.integration.lots import register
 
 THREADS_PER_CODE = 8
 CONSUMERS = 20
@@ -53,16 +54,6 @@ def race(calls: list[Callable[[], Any]]) -> list[Any]:
 def split(outcomes: list[Any]) -> tuple[list[Any], list[Exception]]:
     refused = [o for o in outcomes if isinstance(o, Exception)]
     return [o for o in outcomes if not isinstance(o, Exception)], refused
-
-
-def register(ledger, code: str, lot_type: str, weight: str | None, *inputs: tuple[str, str]):
-    new = NewLot(
-        lot_code=code,
-        lot_type=lot_type,
-        weight_kg=None if weight is None else Decimal(weight),
-        inputs=tuple(InputRef(Decimal(kg), lot_code=parent) for parent, kg in inputs),
-    )
-    return ledger.register_lot(new, actor_id=SYSTEM_ACTOR_ID)
 
 
 def topics_by_originator(container) -> list[tuple]:

@@ -6,6 +6,7 @@ releases, finished goods (FG) are made, and plant staff log in.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
@@ -14,11 +15,12 @@ from typing import Any
 import pytest
 from eventsourcing.persistence import Notification
 
-from ledger.commands import InputRef, NewLot, NewQcDecision
+from ledger.commands import NewLot, NewQcDecision
 from ledger.values import SYSTEM_ACTOR_ID
 from projections.handlers import HANDLERS
 from projections.projector import Projector, ProjectorRunner, apply_ops
 from projections.schema import READ_TABLES, truncate_read_tables
+from tests.integration.lots import register as register_lot
 
 
 class Crash(RuntimeError):
@@ -72,15 +74,8 @@ def all_notifications(container) -> list[Notification]:
     return container.ledger.recorder.select_notifications(start=1, limit=10_000)
 
 
-def register(ledger, code: str, lot_type: str, weight: str | None, *inputs: tuple[str, str]):
-    new = NewLot(
-        lot_code=code,
-        lot_type=lot_type,
-        weight_kg=None if weight is None else Decimal(weight),
-        metadata_json='{"line": 2, "supplier": "Estancia Sur"}',
-        inputs=tuple(InputRef(Decimal(kg), lot_code=parent) for parent, kg in inputs),
-    )
-    return ledger.register_lot(new, actor_id=SYSTEM_ACTOR_ID).aggregate
+# Metadata as the line sends it, so projection tests see it come through.
+register = functools.partial(register_lot, metadata_json='{"line": 2, "supplier": "Estancia Sur"}')
 
 
 def receive_and_mix(ledger) -> None:
