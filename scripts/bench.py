@@ -14,6 +14,8 @@ raw-SQL baselines from pgbench at the same concurrency.
 (f) GET /api/health, which touches no database: the ceiling of the HTTP stack itself
 (g) CPU per request during (a), (b) and (f): server, PostgreSQL and load generator. What a
     request costs in CPU bounds its rate on this machine's cores, whatever the latency.
+(h) the first issue's races and contract under POST load (scripts/races_under_load.py):
+    one 201 per lot code, no overdraw, no draw from a lot on HOLD, 201 = rows = events.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 from ledger.application import Ledger  # noqa: E402
 from ledger.commands import InputRef, NewLot  # noqa: E402
 from ledger.event_store import postgres_env  # noqa: E402
+from scripts.races_under_load import print_checks, races_under_load  # noqa: E402
 
 RAW_INSERT = """INSERT INTO bench_raw (lot_code, lot_type, weight_kg, temperature_c, metadata)
 VALUES ('R-' || nextval('bench_raw_seq'), 'RAW', 100.5, 4, '{}');
@@ -361,6 +364,8 @@ def main() -> None:  # noqa: PLR0915 - a script that reads top to bottom
             health_rate, health_total, health_failed = wrk(f"{base}/api/health", None, c, d, {})
             results["g"]["GET /api/health"] = cpu.per_request_ms(before, cpu.snapshot(), health_total)
             results["f"] = (health_rate, health_failed)
+            print(f"(h) the first issue's races during POST load, wrk -c {c}, {d}s ...", flush=True)
+            results["h"] = races_under_load(base, token, url, connections=c, seconds=d)
         finally:
             rss.stopping.set()
             server.terminate()
@@ -404,6 +409,8 @@ def main() -> None:  # noqa: PLR0915 - a script that reads top to bottom
         total = sum(parts.values())
         split = " + ".join(f"{v:.3f}" for v in parts.values())
         print(f"    {name:<26}{split} = {total:.3f} ms -> at most {1000 * cores / total:,.0f}/s")
+    print("(h) races and contract under POST load:")
+    print_checks(results["h"])
     print(f"non-2xx/socket errors: POST {post_failed}, GET {trace_failed}, health {health_failed}")
     print(f"POST 201 answers {post_total - post_failed}, lots added {lots_added} "
           f"(wrk drops up to {c} in-flight answers when it stops); "
