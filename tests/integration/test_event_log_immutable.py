@@ -7,9 +7,11 @@ and the ledger itself only ever appends.
 from __future__ import annotations
 
 from decimal import Decimal
+from uuid import uuid4
 
 import psycopg
 import pytest
+from eventsourcing.persistence import ProgrammingError, StoredEvent, Tracking
 
 from ledger.commands import InputRef, NewLot, NewQcDecision
 from ledger.errors import InsufficientQuantity
@@ -108,5 +110,15 @@ def test_rebuilding_the_read_tables_leaves_the_log_alone(container, recorded_mix
 
     with container.read_pool.connection() as conn:
         truncate_read_tables(conn, container.projector.name)
+
+    assert event_log(container) == recorded_mix
+
+
+def test_only_hashed_appends_reach_the_log(container, ledger, recorded_mix):
+    """The library's process-recorder path (with tracking) would append rows without
+    hashes; the ledger's recorder refuses it and records nothing."""
+    event = StoredEvent(uuid4(), 1, "ledger.lot:Lot.Registered", b"{}")
+    with pytest.raises(ProgrammingError, match="no tracking"):
+        ledger.recorder.insert_events([event], tracking=Tracking("elsewhere", 1))
 
     assert event_log(container) == recorded_mix
