@@ -183,6 +183,7 @@ def ledger_rate(url: str, *, group_commit: bool, threads: int, seconds: float) -
     wal_sync_before = wal_sync_ms(url)
     deadline = time.perf_counter() + seconds
     counts = [0] * threads
+    cpu_before = process_cpu_seconds()
 
     def work(n: int) -> None:
         i = 0
@@ -195,6 +196,7 @@ def ledger_rate(url: str, *, group_commit: bool, threads: int, seconds: float) -
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(work, range(threads)))
     elapsed = time.perf_counter() - started
+    cpu = process_cpu_seconds() - cpu_before
     rate = sum(counts) / elapsed
     stats = getattr(ledger.recorder, "stats", None)
     ledger.close()  # its connections close, so their function statistics are flushed
@@ -210,10 +212,18 @@ def ledger_rate(url: str, *, group_commit: bool, threads: int, seconds: float) -
     return rate, {
         "batches": stats.batches, "appends": stats.appends, "busy": stats.busy_seconds,
         "elapsed": elapsed, "function_ms": function[1] / function[0] if function else None,
+        # All threads of this process: callers, the writer, psycopg. Near one core means
+        # the interpreter lock, not PostgreSQL, sets the rate.
+        "cores": cpu / elapsed, "cpu_ms": 1000 * cpu / sum(counts),
         # Zero when the timing could not be turned on: unknown, not free.
         "wal_sync_ms": (wal_sync - wal_sync_before) / stats.batches
         if wal_sync and wal_sync_before is not None and wal_sync > wal_sync_before else None,
     }
+
+
+def process_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def python_per_registration_ms(seconds: float) -> float:
@@ -397,6 +407,9 @@ def main() -> None:  # noqa: PLR0915 - a script that reads top to bottom
               f" PostgreSQL's append function {ms(writer['function_ms'])} and WAL fsync {ms(writer['wal_sync_ms'])}")
         print(f"    the ledger's Python per registration, one at a time under the interpreter lock:"
               f" {ms(writer['python_ms'])}, so at most {1000 / writer['python_ms']:,.0f}/s with a free database")
+        print(f"    the appending process used {writer['cores']:.2f} cores of {os.cpu_count()}:"
+              f" {ms(writer['cpu_ms'])} of CPU per registration (callers, writer, driver, thread"
+              f" wake-ups), so at most {1000 / writer['cpu_ms']:,.0f}/s on one interpreter")
     print(f"{'(e) peak RSS per server process MB':<48}{peak_mb:>14.0f}{'':>12}{'':>8}  < 300")
     rows, events = results["log"]
     health_rate, health_failed = results["f"]
