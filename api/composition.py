@@ -20,6 +20,7 @@ from api.security import PasswordHasher, TokenService
 from api.settings import Settings
 from ledger.application import Ledger
 from ledger.event_store import ensure_schema, postgres_env
+from ledger.group_commit import GroupCommitRecorder, WriterStats
 from projections.db import open_async_pool, open_pool, schema_conninfo
 from projections.projector import Projector, ProjectorRunner
 from projections.queries import ReadModel, UserAccess
@@ -83,7 +84,7 @@ class Container:
             create_read_tables(conn)
         self.read_model = ReadModel(self.read_pool)
         self.access = AccessCache(self.read_model)
-        self.metrics = Metrics(self._pools, self._projector_failures)
+        self.metrics = Metrics(self._pools, self._projector_failures, self._writer_stats)
         self.ledger.on_commit.append(self.metrics.count_committed)
         self.passwords = PasswordHasher(settings.bcrypt_rounds)
         self.redis: redis.Redis | None = (
@@ -123,6 +124,10 @@ class Container:
 
     def _projector_failures(self) -> int:
         return self.runner.failures if self.runner is not None else 0
+
+    def _writer_stats(self) -> WriterStats | None:
+        recorder = self.ledger.recorder
+        return recorder.stats if isinstance(recorder, GroupCommitRecorder) else None
 
     def _pools(self) -> dict[str, ConnectionPool | AsyncConnectionPool]:
         pools = {"ledger": self.ledger.recorder.datastore.pool, "read": self.read_pool}  # type: ignore[attr-defined]

@@ -179,3 +179,21 @@ def test_the_projection_lag_shows_how_far_the_read_tables_are_behind(make_contai
     assert sample(behind, lag, projection="legacy_tables") == 4  # two lots, two code claims
     assert sample(caught_up, lag, projection="legacy_tables") == 0
     assert "flowviz_projector_failures 0.0" in caught_up
+
+
+def test_the_group_commit_writer_shows_its_batches_and_busy_time(client, auth):
+    """Operators see what the bench's (d) breakdown shows: appends, the transactions that
+    carried them (batch size = appends / batches) and the writer's busy seconds."""
+    headers = auth(Role.OPERATOR)  # the operator's own registration is an append too
+    before = scrape(client)
+    for n in range(3):
+        created = client.post("/api/lots", json={"lot_code": f"W-RAW-{n}"}, headers=headers)
+        assert created.status_code == 201, created.text
+    after = scrape(client)
+
+    def moved(name: str) -> float:
+        return sample(after, name) - sample(before, name)
+
+    assert moved("flowviz_ledger_appends_total") == 3
+    assert 1 <= moved("flowviz_ledger_append_batches_total") <= 3
+    assert moved("flowviz_ledger_writer_busy_seconds_total") > 0

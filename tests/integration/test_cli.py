@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -288,7 +289,10 @@ def test_two_workers_share_one_projector_and_one_set_of_metrics(
                 assert created.status_code == 201, created.text
                 assert fresh.get(f"/api/traceability/W-{n}").status_code == 200
         scrapes = [http.get("/metrics").text for _ in range(6)]
+        # Each worker's writer counts into the shared files within a refresh (1 s).
+        appends = _await_sample(http, "flowviz_ledger_appends_total", at_least=12)
     assert all('flowviz_lots_registered_total{lot_type="RAW"} 12.0' in s for s in scrapes)
+    assert appends >= 12
 
     with psycopg.connect(database_url, autocommit=True) as conn:
         holders = conn.execute(
@@ -298,6 +302,16 @@ def test_two_workers_share_one_projector_and_one_set_of_metrics(
         ).fetchall()
     assert holders == [(f"flowviz-projector:{process.pid}",)]
     stop(process, log)
+
+
+def _await_sample(http: httpx.Client, name: str, at_least: float, timeout: float = 5) -> float:
+    deadline = time.monotonic() + timeout
+    while True:
+        match = re.search(rf"^{name} (\S+)$", http.get("/metrics").text, re.MULTILINE)
+        value = float(match[1]) if match else 0.0
+        if value >= at_least or time.monotonic() > deadline:
+            return value
+        time.sleep(0.2)
 
 
 def test_serve_demo_without_a_database_stops_its_embedded_postgres(serve, tmp_path):
