@@ -166,6 +166,10 @@ HANDLERS: dict[type, Callable[[Any, RenderLot], Iterable[Op]]] = {
 }
 
 
+def handles(event_type: type) -> bool:
+    return event_type in HANDLERS
+
+
 def ops_for(event: object, render_lot: RenderLot) -> Iterable[Op]:
     """The statements for one event; events the read side has no use for give none."""
     handler = HANDLERS.get(type(event))

@@ -360,6 +360,54 @@ def test_two_projector_processes_take_turns_and_the_standby_takes_over(container
             runner.stop()
 
 
+def test_a_leader_whose_lock_the_database_dropped_steps_down_and_nothing_applies_twice(
+    container, ledger
+):
+    """The leader's lock connection is killed (a failover, an admin): the lock is free at
+    once and the standby takes over, while the old leader, which checks its lock at most
+    once a second, may still try a batch. Whatever the interleaving, the tables end up
+    equal to a rebuild from zero."""
+    runners = [
+        ProjectorRunner(projector_like(container), container.conninfo, retry_seconds=0.1)
+        for _ in range(2)
+    ]
+    try:
+        for runner in runners:
+            runner.start()
+        assert wait_until(lambda: any(r.active.is_set() for r in runners))
+        time.sleep(1.2)  # the standby polls the lock every 0.5 s
+        (leader,) = [r for r in runners if r.active.is_set()]
+        (standby,) = [r for r in runners if r is not leader]
+        receive_and_mix(ledger)
+        assert wait_until(lambda: container.projector.position() == head(container))
+
+        killed = scalar(
+            container,
+            "SELECT pg_terminate_backend(l.pid) FROM pg_locks l WHERE l.locktype = 'advisory'"
+            " AND l.granted AND l.objid = hashtext(%s)::oid",
+            leader.projector.lock_key,
+        )
+        assert killed is True
+        assert wait_until(standby.active.is_set)
+        register(ledger, "FG-1", "FG", "20", ("MIX-1", "20"))  # both may try this batch
+        time.sleep(1.1)  # past the old leader's check interval
+        register(ledger, "FG-2", "FG", "10", ("MIX-1", "10"))
+        assert wait_until(lambda: not leader.active.is_set())
+        assert wait_until(lambda: container.projector.position() == head(container))
+        assert leader.failures >= 1 and standby.active.is_set()
+    finally:
+        for runner in runners:
+            runner.stop()
+
+    followed = snapshot(container)
+    assert scalar(container, "SELECT consumed_kg FROM lot_state s JOIN lots l"
+                  " ON l.id = s.lot_id WHERE l.lot_code = 'MIX-1'") == Decimal(30)
+    with container.read_pool.connection() as conn, conn.transaction():
+        truncate_read_tables(conn, container.projector.name)
+    projector_like(container).catch_up()
+    assert snapshot(container) == followed
+
+
 def test_a_running_projector_that_crashes_mid_batch_restarts_and_projects_once(
     container, ledger
 ):
