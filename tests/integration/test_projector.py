@@ -6,9 +6,10 @@ releases, finished goods (FG) are made, and plant staff log in.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -328,7 +329,9 @@ def wait_until(condition, timeout: float = 15.0) -> bool:
     return condition()
 
 
-def test_two_projector_processes_take_turns_and_the_standby_takes_over(container, ledger):
+@contextlib.contextmanager
+def leader_and_standby(container) -> Iterator[tuple[ProjectorRunner, ProjectorRunner]]:
+    """Two projector runners started together: exactly one takes the lock."""
     runners = [
         ProjectorRunner(projector_like(container), container.conninfo, retry_seconds=0.1)
         for _ in range(2)
@@ -342,7 +345,14 @@ def test_two_projector_processes_take_turns_and_the_standby_takes_over(container
         assert len(active) == 1
         (leader,) = active
         (standby,) = [r for r in runners if r is not leader]
+        yield leader, standby
+    finally:
+        for runner in runners:
+            runner.stop()
 
+
+def test_two_projector_processes_take_turns_and_the_standby_takes_over(container, ledger):
+    with leader_and_standby(container) as (leader, standby):
         receive_and_mix(ledger)
         assert wait_until(lambda: container.projector.position() == head(container))
         assert scalar(container, "SELECT count(*) FROM lots") == 3
@@ -355,9 +365,6 @@ def test_two_projector_processes_take_turns_and_the_standby_takes_over(container
         assert wait_until(lambda: container.projector.position() == head(container))
         assert scalar(container, "SELECT count(*) FROM lots") == 4
         assert scalar(container, "SELECT count(*) FROM lot_genealogy") == 3
-    finally:
-        for runner in runners:
-            runner.stop()
 
 
 def test_a_leader_whose_lock_the_database_dropped_steps_down_and_nothing_applies_twice(
@@ -367,17 +374,7 @@ def test_a_leader_whose_lock_the_database_dropped_steps_down_and_nothing_applies
     once and the standby takes over, while the old leader, which checks its lock at most
     once a second, may still try a batch. Whatever the interleaving, the tables end up
     equal to a rebuild from zero."""
-    runners = [
-        ProjectorRunner(projector_like(container), container.conninfo, retry_seconds=0.1)
-        for _ in range(2)
-    ]
-    try:
-        for runner in runners:
-            runner.start()
-        assert wait_until(lambda: any(r.active.is_set() for r in runners))
-        time.sleep(1.2)  # the standby polls the lock every 0.5 s
-        (leader,) = [r for r in runners if r.active.is_set()]
-        (standby,) = [r for r in runners if r is not leader]
+    with leader_and_standby(container) as (leader, standby):
         receive_and_mix(ledger)
         assert wait_until(lambda: container.projector.position() == head(container))
 
@@ -395,9 +392,6 @@ def test_a_leader_whose_lock_the_database_dropped_steps_down_and_nothing_applies
         assert wait_until(lambda: not leader.active.is_set())
         assert wait_until(lambda: container.projector.position() == head(container))
         assert leader.failures >= 1 and standby.active.is_set()
-    finally:
-        for runner in runners:
-            runner.stop()
 
     followed = snapshot(container)
     assert scalar(container, "SELECT consumed_kg FROM lot_state s JOIN lots l"
