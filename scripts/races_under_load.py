@@ -4,7 +4,7 @@
         --database-url postgresql://... [--duration 20] [--connections 32]
 
 Against a running server (`flowviz serve`, any number of workers) and the database it
-writes to. wrk posts new lots for the whole duration; a third of the way in, racing
+writes to (a server with DATABASE_SCHEMA set: add `?options=-csearch_path%3D<schema>`). wrk posts new lots for the whole duration; a third of the way in, racing
 clients (each on its own connection, released together) try what the invariants forbid:
 
 - twenty terminals registering one lot code: exactly one 201;
