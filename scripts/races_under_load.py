@@ -117,7 +117,7 @@ def run_races(racer: Racer, url: str, prefix: str) -> list[Check]:
     with psycopg.connect(url) as conn:
         linked, children = conn.execute(
             "SELECT coalesce(sum(quantity_used_kg), 0), count(*) FROM lot_genealogy"
-            " WHERE parent_lot_id = %s", (source.body["id"],)).fetchone()
+            " WHERE parent_lot_id = %s", (source.body.get("id"),)).fetchone()
     checks.append(Check("20 mixers draw 10 kg each from 100 kg: ten 201, ten 409, 100 kg linked",
                         statuses(draws) == "10x201, 10x409" and refusals_carry_both_keys(draws)
                         and linked == 100 and children == 10,
@@ -125,7 +125,7 @@ def run_races(racer: Racer, url: str, prefix: str) -> list[Check]:
 
     held = racer.post("/api/lots", {"lot_code": f"{prefix}-HELD", "lot_type": "RAW", "weight_kg": "100"})
     created.append(held)
-    hold = racer.post("/api/qc-decisions", {"lot_id": held.body["id"], "decision": "HOLD",
+    hold = racer.post("/api/qc-decisions", {"lot_id": held.body.get("id"), "decision": "HOLD",
                                             "notes": "Metal detector alarm at gate 2"})
     blocked = racer.race("/api/lots", [
         {"lot_code": f"{prefix}-FROM-HELD-{i}", "lot_type": "MIX", "weight_kg": "1",
