@@ -45,10 +45,13 @@ ROOT = Path(__file__).resolve().parent.parent
 LUA = ROOT / "scripts" / "bench"
 sys.path.insert(0, str(ROOT))
 
+# Siblings in scripts/: Python puts the folder of the script it runs on the path.
+from races_under_load import print_checks, races_under_load, settled_counts  # noqa: E402
+from wrk_load import wrk  # noqa: E402
+
 from ledger.application import Ledger  # noqa: E402
 from ledger.commands import InputRef, NewLot  # noqa: E402
 from ledger.event_store import postgres_env  # noqa: E402
-from scripts.races_under_load import print_checks, races_under_load  # noqa: E402
 
 RAW_INSERT = """INSERT INTO bench_raw (lot_code, lot_type, weight_kg, temperature_c, metadata)
 VALUES ('R-' || nextval('bench_raw_seq'), 'RAW', 100.5, 4, '{}');
@@ -80,18 +83,6 @@ def pgbench(url: str, script: str, clients: int, seconds: int) -> float:
            "PGDATABASE": str(params["dbname"]), "PGPASSWORD": str(params.get("password") or "")}
     out = subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout
     return float(re.search(r"tps = ([\d.]+)", out).group(1))
-
-
-def wrk(url: str, script: Path | None, connections: int, seconds: int, env: dict) -> tuple[float, int, int]:
-    script_args = ["-s", str(script)] if script is not None else []
-    args = ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", *script_args, url]
-    out = subprocess.run(args, env={**os.environ, **env}, capture_output=True, text=True, check=True).stdout
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    total = int(re.search(r"(\d+) requests in", out).group(1))
-    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    failed = (int(bad.group(1)) if bad else 0) + (sum(map(int, errors.groups())) if errors else 0)
-    return rate, total, failed
 
 
 class RssWatcher(threading.Thread):
@@ -348,11 +339,7 @@ def main() -> None:  # noqa: PLR0915 - a script that reads top to bottom
             time.sleep(1.0)
             sampler.stopping.set()
             sampler.join()
-            with psycopg.connect(url, autocommit=True) as conn:
-                lots_after = conn.execute("SELECT count(*) FROM lots").fetchone()[0]
-                registered = conn.execute(
-                    "SELECT count(*) FROM ledger_events WHERE topic = 'ledger.lot:Lot.Registered'"
-                ).fetchone()[0]
+            lots_after, registered = settled_counts(url)
             results["a"] = (post_rate, raw, post_total, post_failed, lots_after - lots_before)
             results["log"] = (lots_after, registered)
             results["c"] = sampler.lags_ms()

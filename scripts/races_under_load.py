@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import subprocess
 import sys
 import threading
 import time
@@ -35,6 +34,7 @@ from pathlib import Path
 
 import httpx
 import psycopg
+from wrk_load import wrk
 
 LUA = Path(__file__).resolve().parent / "bench" / "post_lots.lua"
 LOT_KEYS = ["id", "lot_code", "lot_type", "production_run_id", "phase_id", "operator_id",
@@ -145,18 +145,6 @@ def run_races(racer: Racer, url: str, prefix: str) -> list[Check]:
     return checks
 
 
-def wrk_posts(base: str, token: str, prefix: str, connections: int, seconds: int) -> tuple[int, int]:
-    """Requests wrk completed and the ones that were not 2xx (socket errors included)."""
-    out = subprocess.run(
-        ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "-s", str(LUA), base],
-        env={**os.environ, "FLOWVIZ_TOKEN": token, "FLOWVIZ_PREFIX": prefix},
-        capture_output=True, text=True, check=True).stdout
-    total = int(re.search(r"(\d+) requests in", out).group(1))
-    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    return total, (int(bad.group(1)) if bad else 0) + (sum(map(int, errors.groups())) if errors else 0)
-
-
 def settled_counts(url: str, patience: float = 10.0) -> tuple[int, int]:
     """`lots` rows and Lot.Registered events, once the projector has caught up with the
     appends of the requests wrk left in flight when it stopped."""
@@ -174,8 +162,8 @@ def settled_counts(url: str, patience: float = 10.0) -> tuple[int, int]:
 def races_under_load(base: str, token: str, url: str, *, connections: int, seconds: int) -> list[Check]:
     prefix = f"RACE-{uuid.uuid4().hex[:8]}"
     load: dict[str, tuple[int, int]] = {}
-    loader = threading.Thread(target=lambda: load.update(
-        wrk=wrk_posts(base, token, f"{prefix}-W", connections, seconds)))
+    loader = threading.Thread(target=lambda: load.update(wrk=wrk(
+        base, LUA, connections, seconds, {"FLOWVIZ_TOKEN": token, "FLOWVIZ_PREFIX": f"{prefix}-W"})))
     loader.start()
     time.sleep(seconds / 3)
     racer = Racer(base, token)
@@ -185,7 +173,7 @@ def races_under_load(base: str, token: str, url: str, *, connections: int, secon
         racer.client.close()
     racing_done = time.monotonic()
     loader.join()
-    total, failed = load["wrk"]
+    _, total, failed = load["wrk"]
     checks.append(Check("the races ran while wrk was posting",
                         time.monotonic() - racing_done > 0.5, f"wrk {total} requests"))
     checks.append(Check("no non-2xx answer to wrk's POSTs", failed == 0, f"{failed} of {total}"))
