@@ -45,8 +45,8 @@ class FastPostLots(FastPath):
             return
         try:
             command = new_lot(body, principal)
-            committed = await run_in_threadpool(
-                self.container.ledger.register_lot, command, actor_id=principal.user_id
+            committed = await self.container.ledger.register_lot_async(
+                command, actor_id=principal.user_id, run_blocking=run_in_threadpool
             )
         except Exception:  # noqa: BLE001 - nothing was recorded; the route words refusals
             await self.app(scope, _replaying(messages, receive), send)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import replace
 from datetime import datetime
+from functools import partial
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID, uuid4
 
@@ -43,6 +46,13 @@ from ledger.user import User, UserEmail
 from ledger.values import QcDecision
 
 T = TypeVar("T")
+# Runs a blocking call off the event loop: the API passes its own thread pool.
+RunBlocking = Callable[[Callable[[], Any]], Awaitable[Any]]
+
+
+async def _in_default_executor(call: Callable[[], T]) -> T:
+    return await asyncio.get_running_loop().run_in_executor(None, call)
+
 
 # Many requests consuming one parent conflict on its version; each round lets at least
 # one of them through, so the bound must exceed the concurrency we expect on one lot.
@@ -94,31 +104,11 @@ class Ledger(Application[UUID]):
             # No look-up of the code first: the claim's insert is what decides, atomically.
             parents = [(self._input_lot(ref), ref) for ref in new.inputs]
             _check_parents_distinct(parents)
-            lot = Lot(
-                id=lot_id,
-                lot_code=new.lot_code,
-                lot_type=new.lot_type,
-                production_run_id=new.production_run_id,
-                phase_id=new.phase_id,
-                operator_id=new.operator_id,
-                weight_kg=new.weight_kg,
-                temperature_c=new.temperature_c,
-                metadata_json=new.metadata_json,
-                inputs=[
-                    {
-                        "lot_id": parent.id,
-                        "lot_code": parent.lot_code,
-                        "quantity_used_kg": ref.quantity_used_kg,
-                    }
-                    for parent, ref in parents
-                ],
-                actor_id=actor_id,
-            )
+            lot, claim = _new_lot(new, lot_id, parents, actor_id)
             for parent, ref in parents:
                 parent.consume(
                     child_lot_id=lot_id, quantity_kg=ref.quantity_used_kg, actor_id=actor_id
                 )
-            claim = LotCode(lot_code=new.lot_code, lot_id=lot_id, actor_id=actor_id)
             return Committed(lot, self._save(lot, claim, *(p for p, _ in parents)))
 
         def on_conflict() -> None:
@@ -129,6 +119,37 @@ class Ledger(Application[UUID]):
         # race: racing, a request that lost a few times keeps losing to fresh ones.
         with self._turns.hold(ref.reference for ref in new.inputs):
             return _retrying(attempt, on_conflict)
+
+    async def register_lot_async(
+        self,
+        new: NewLot,
+        *,
+        actor_id: UUID | None,
+        run_blocking: RunBlocking = _in_default_executor,
+    ) -> Committed[Lot]:
+        """`register_lot` for a caller on an event loop. A lot made of no other lots needs
+        nothing loaded: it is built on the loop's own thread and awaits the group commit
+        there. A lot with inputs loads its parents, and a clash must be told apart from a
+        taken code: both run `register_lot` through `run_blocking`."""
+        append = getattr(self.recorder, "insert_events_async", None)
+        if new.inputs or append is None:
+            return await run_blocking(partial(self.register_lot, new, actor_id=actor_id))
+        lot_id = new.lot_id or uuid4()
+        lot, claim = _new_lot(new, lot_id, [], actor_id)
+        events = [*lot.collect_events(), *claim.collect_events()]
+        try:
+            ids = await append([self.mapper.to_stored_event(e) for e in events])
+        except IntegrityError:
+            # Nothing was recorded; the same lot id keeps a retry from registering twice.
+            again = replace(new, lot_id=lot_id)
+            return await run_blocking(partial(self.register_lot, again, actor_id=actor_id))
+        # Both aggregates are at version 1: no snapshot is due (see snapshotting_intervals).
+        if self.repository.cache and not self.repository.fastforward:
+            self.repository.cache.put(lot.id, lot)
+            self.repository.cache.put(claim.id, claim)
+        for listener in self.on_commit:
+            listener(events)
+        return Committed(lot, max(ids))
 
     def record_qc_decision(
         self, new: NewQcDecision, *, actor_id: UUID | None
@@ -359,6 +380,32 @@ class QcRecordAsDict(Transcoding):
         return QcRecord(
             data["decision_id"], QcDecision(data["decision"]), data["notes"], data["decided_at"]
         )
+
+
+def _new_lot(
+    new: NewLot, lot_id: UUID, parents: list[tuple[Lot, InputRef]], actor_id: UUID | None
+) -> tuple[Lot, LotCode]:
+    lot = Lot(
+        id=lot_id,
+        lot_code=new.lot_code,
+        lot_type=new.lot_type,
+        production_run_id=new.production_run_id,
+        phase_id=new.phase_id,
+        operator_id=new.operator_id,
+        weight_kg=new.weight_kg,
+        temperature_c=new.temperature_c,
+        metadata_json=new.metadata_json,
+        inputs=[
+            {
+                "lot_id": parent.id,
+                "lot_code": parent.lot_code,
+                "quantity_used_kg": ref.quantity_used_kg,
+            }
+            for parent, ref in parents
+        ],
+        actor_id=actor_id,
+    )
+    return lot, LotCode(lot_code=new.lot_code, lot_id=lot_id, actor_id=actor_id)
 
 
 def _check_parents_distinct(parents: list[tuple[Lot, InputRef]]) -> None:

@@ -1,0 +1,186 @@
+"""Registering lots from an event loop, as the API's hot POST does: no thread per request.
+
+A raw lot needs nothing loaded, so it is built on the loop's own thread and awaits the
+group commit there; everything that has to read (parents, telling a clash from a taken
+code) goes through the blocking path the caller hands in. The invariants of the thread
+path hold unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from decimal import Decimal
+from uuid import UUID
+
+import pytest
+
+from ledger.commands import InputRef, NewLot
+from ledger.errors import LotCodeAlreadyExists
+from ledger.group_commit import _Append, _Awaited, _wake
+from ledger.lot import LotCode
+from ledger.values import SYSTEM_ACTOR_ID
+from tests.integration.lots import register
+
+
+def log_of(container) -> list[tuple]:
+    with container.read_pool.connection() as conn:
+        return conn.execute(
+            f"SELECT notification_id, originator_id, topic FROM {container.events_table}"
+            " ORDER BY notification_id"
+        ).fetchall()
+
+
+class CountingBlockingRuns:
+    """The caller's way of running blocking work, counting how often the ledger needed it."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def __call__(self, call):
+        self.calls += 1
+        return await asyncio.get_running_loop().run_in_executor(None, call)
+
+
+def test_a_raw_lot_registered_from_an_event_loop_is_committed_when_the_call_returns(
+    container, ledger
+):
+    blocking = CountingBlockingRuns()
+
+    committed = asyncio.run(
+        ledger.register_lot_async(
+            NewLot("RAW-BEEF-1", "RAW", weight_kg=Decimal("120.5")),
+            actor_id=SYSTEM_ACTOR_ID, run_blocking=blocking,
+        )
+    )
+
+    assert blocking.calls == 0  # built and appended on the loop's thread
+    log = log_of(container)
+    assert [row[2].rsplit(".", 1)[-1] for row in log] == ["Registered", "Claimed"]
+    assert committed.position == log[-1][0]
+    lot = ledger.find_lot_by_code("RAW-BEEF-1")
+    assert lot.id == committed.aggregate.id and lot.weight_kg == Decimal("120.5")
+    assert ledger.verify().intact
+
+
+def test_terminals_on_one_event_loop_racing_for_one_code_get_one_lot(container, ledger):
+    blocking = CountingBlockingRuns()
+
+    async def eight_terminals():
+        return await asyncio.gather(
+            *[
+                ledger.register_lot_async(
+                    NewLot("MIX-7", "MIX"), actor_id=SYSTEM_ACTOR_ID, run_blocking=blocking
+                )
+                for _ in range(8)
+            ],
+            return_exceptions=True,
+        )
+
+    outcomes = asyncio.run(eight_terminals())
+
+    won = [o for o in outcomes if not isinstance(o, Exception)]
+    refused = [o for o in outcomes if isinstance(o, Exception)]
+    assert len(won) == 1, outcomes
+    assert all(isinstance(e, LotCodeAlreadyExists) for e in refused), refused
+    assert blocking.calls == 7  # each loser's clash was told apart on the blocking path
+    claims = [row for row in log_of(container) if row[1] == LotCode.id_for("MIX-7")]
+    assert len(claims) == 1
+    assert ledger.find_lot_by_code("MIX-7").id == won[0].aggregate.id
+
+
+def test_a_mix_made_of_raw_beef_takes_the_blocking_path_and_draws_the_beef(container, ledger):
+    register(ledger, "RAW-BEEF-1", "RAW", "100")
+    blocking = CountingBlockingRuns()
+
+    committed = asyncio.run(
+        ledger.register_lot_async(
+            NewLot("MIX-1", "MIX", inputs=(InputRef(Decimal(30), lot_code="RAW-BEEF-1"),)),
+            actor_id=SYSTEM_ACTOR_ID, run_blocking=blocking,
+        )
+    )
+
+    assert blocking.calls == 1
+    assert committed.aggregate.lot_code == "MIX-1"
+    assert ledger.find_lot_by_code("RAW-BEEF-1").consumed_kg == Decimal(30)
+
+
+def test_loop_callers_and_thread_callers_share_the_writers_batches(container, ledger):
+    """A receiving dock posts from the event loop while a scale integration posts from
+    threads: every lot commits once, at a position of its own, in shared batches."""
+    batches_before = ledger.recorder.stats.batches
+
+    def scale(n: int) -> None:
+        for i in range(10):
+            register(ledger, f"SCALE-{n}-{i}", "RAW", "10")
+
+    async def dock() -> list:
+        return await asyncio.gather(
+            *[
+                ledger.register_lot_async(NewLot(f"DOCK-{i}", "RAW"), actor_id=SYSTEM_ACTOR_ID)
+                for i in range(60)
+            ]
+        )
+
+    threads = [threading.Thread(target=scale, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    docked = asyncio.run(dock())
+    for thread in threads:
+        thread.join(30)
+
+    positions = [c.position for c in docked]
+    assert len(set(positions)) == 60
+    registered = [row for row in log_of(container) if row[2].endswith("Lot.Registered")]
+    assert len(registered) == 60 + 40
+    appends = 60 + 40
+    batches = ledger.recorder.stats.batches - batches_before
+    assert batches < appends  # some appends shared a commit
+    assert ledger.verify().intact
+
+
+def test_a_caller_that_gives_up_waiting_still_has_its_lot_committed(container, ledger):
+    """The terminal's connection drops while the append is queued: the lot is recorded
+    all the same, as it would be for a thread that stopped listening."""
+
+    async def post_then_hang_up() -> UUID:
+        new = NewLot("RAW-DROPPED", "RAW", lot_id=UUID(int=7))
+        task = asyncio.create_task(ledger.register_lot_async(new, actor_id=SYSTEM_ACTOR_ID))
+        await asyncio.sleep(0)  # the task builds the lot and queues its append
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return new.lot_id
+
+    lot_id = asyncio.run(post_then_hang_up())
+
+    deadline = time.monotonic() + 10
+    while ledger.find_lot_by_code("RAW-DROPPED") is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert ledger.find_lot_by_code("RAW-DROPPED").id == lot_id
+
+
+def test_the_writer_wakes_each_event_loop_once_per_batch():
+    """Every wake-up from another thread writes to the loop's self-pipe: one per batch
+    and loop, however many of that batch's callers wait on it."""
+
+    class CountingLoop(asyncio.SelectorEventLoop):
+        wakes = 0
+
+        def call_soon_threadsafe(self, *args, **kwargs):
+            CountingLoop.wakes += 1
+            return super().call_soon_threadsafe(*args, **kwargs)
+
+    loop = CountingLoop()
+    try:
+        batch = [_Append([], _Awaited(loop)) for _ in range(5)]
+        thread_caller = _Append([])
+        _wake([*batch, thread_caller])
+        loop.run_until_complete(asyncio.gather(*(a.done.future for a in batch)))
+    finally:
+        loop.close()
+
+    assert CountingLoop.wakes == 1
+    assert all(a.done.future.done() for a in batch)
+    assert thread_caller.done._lock.acquire(blocking=False)  # the thread caller was woken too
