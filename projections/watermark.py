@@ -16,9 +16,10 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
 
 
-def _resolve(reached: asyncio.Future) -> None:
-    if not reached.done():
-        reached.set_result(True)
+def _resolve(reached: list[asyncio.Future]) -> None:
+    for future in reached:
+        if not future.done():
+            future.set_result(True)
 
 
 class ProjectionWatermark:
@@ -86,10 +87,14 @@ class ProjectionWatermark:
                 self._changed.notify_all()
                 due = [w for w in self._async_waiters if w[0] <= position]
                 self._async_waiters = [w for w in self._async_waiters if w[0] > position]
+        # One wake-up per event loop, not per waiter: each is a write to the loop's pipe.
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future]] = {}
         for _, loop, reached in due:
+            by_loop.setdefault(loop, []).append(reached)
+        for loop, reached in by_loop.items():
             try:
                 loop.call_soon_threadsafe(_resolve, reached)
-            except RuntimeError:  # the waiter's event loop has closed; nobody to wake
+            except RuntimeError:  # the waiters' event loop has closed; nobody to wake
                 pass
 
     def _awaited(self) -> bool:

@@ -33,3 +33,34 @@ def test_a_waiter_whose_event_loop_has_closed_does_not_break_the_listener():
     loop.close()
     watermark._advance(3)  # must not raise: the listener thread would die with it
     assert watermark.position == 3
+
+
+def test_one_projected_batch_wakes_each_event_loop_once_for_all_its_waiters():
+    """Thirty POSTs on one worker wait for the same batch: one wake-up of their loop (each
+    costs a write to its pipe), and each of them is answered; a later position still waits."""
+    watermark = ProjectionWatermark("unused", "public")
+    wakes = []
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        original = loop.call_soon_threadsafe
+
+        def counting(*args, **kwargs):
+            wakes.append(args[0])
+            return original(*args, **kwargs)
+
+        loop.call_soon_threadsafe = counting
+        waiting = [
+            asyncio.create_task(watermark.wait_for_async(p, timeout=5)) for p in range(1, 31)
+        ]
+        later = asyncio.create_task(watermark.wait_for_async(31, timeout=5))
+        await asyncio.sleep(0.01)
+        watermark._advance(30)
+        answers = await asyncio.gather(*waiting)
+        await asyncio.sleep(0.01)
+        assert not later.done()
+        later.cancel()
+        return answers
+
+    assert asyncio.run(scenario()) == [True] * 30
+    assert len(wakes) == 1
