@@ -29,8 +29,8 @@ TRACEABILITY_PATH = "/api/traceability/{lot_code:path}"
 async def create_lot(
     body: LotIn, principal: Writer, container: ContainerDep
 ) -> LegacyJSONResponse:
-    committed = await run_in_threadpool(
-        container.ledger.register_lot, new_lot(body, principal), actor_id=principal.user_id
+    committed = await container.ledger.register_lot_async(
+        new_lot(body, principal), actor_id=principal.user_id, run_blocking=run_in_threadpool
     )
     return await created_lot(container, committed)
 
