@@ -21,15 +21,13 @@ from ledger.errors import LotCodeAlreadyExists
 from ledger.group_commit import _Append, _Awaited, _wake
 from ledger.lot import LotCode
 from ledger.values import SYSTEM_ACTOR_ID
+from tests.integration.event_log import event_log
 from tests.integration.lots import register
 
 
 def log_of(container) -> list[tuple]:
-    with container.read_pool.connection() as conn:
-        return conn.execute(
-            f"SELECT notification_id, originator_id, topic FROM {container.events_table}"
-            " ORDER BY notification_id"
-        ).fetchall()
+    """(position, originator, topic) of every event, in log order."""
+    return [(row[0], row[1], row[3]) for row in event_log(container)]
 
 
 class CountingBlockingRuns:
