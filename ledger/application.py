@@ -140,9 +140,15 @@ class Ledger(Application[UUID]):
         try:
             ids = await append([self.mapper.to_stored_event(e) for e in events])
         except IntegrityError:
-            # Nothing was recorded; the same lot id keeps a retry from registering twice.
-            again = replace(new, lot_id=lot_id)
-            return await run_blocking(partial(self.register_lot, again, actor_id=actor_id))
+            # Nothing was recorded. A taken code is refused without appending again (a
+            # clash sends the writer's whole batch down its slower path); anything else is
+            # retried, with the same lot id so that a retry cannot register it twice.
+            def after_clash() -> Committed[Lot]:
+                if self.lot_code_taken(new.lot_code):
+                    raise LotCodeAlreadyExists(new.lot_code) from None
+                return self.register_lot(replace(new, lot_id=lot_id), actor_id=actor_id)
+
+            return await run_blocking(after_clash)
         # Both aggregates are at version 1: no snapshot is due (see snapshotting_intervals).
         if self.repository.cache and not self.repository.fastforward:
             self.repository.cache.put(lot.id, lot)

@@ -64,6 +64,7 @@ def test_a_raw_lot_registered_from_an_event_loop_is_committed_when_the_call_retu
 
 def test_terminals_on_one_event_loop_racing_for_one_code_get_one_lot(container, ledger):
     blocking = CountingBlockingRuns()
+    appends_before = ledger.recorder.stats.appends
 
     async def eight_terminals():
         return await asyncio.gather(
@@ -83,6 +84,7 @@ def test_terminals_on_one_event_loop_racing_for_one_code_get_one_lot(container, 
     assert len(won) == 1, outcomes
     assert all(isinstance(e, LotCodeAlreadyExists) for e in refused), refused
     assert blocking.calls == 7  # each loser's clash was told apart on the blocking path
+    assert ledger.recorder.stats.appends - appends_before == 8  # and none appended again
     claims = [row for row in log_of(container) if row[1] == LotCode.id_for("MIX-7")]
     assert len(claims) == 1
     assert ledger.find_lot_by_code("MIX-7").id == won[0].aggregate.id
