@@ -83,8 +83,12 @@ def pgbench(url: str, script: str, clients: int, seconds: int) -> float:
     env = {**os.environ, "PGHOST": str(params.get("host") or "127.0.0.1"),
            "PGPORT": str(params.get("port") or 5432), "PGUSER": str(params.get("user") or "postgres"),
            "PGDATABASE": str(params["dbname"]), "PGPASSWORD": str(params.get("password") or "")}
-    out = subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout
-    return float(re.search(r"tps = ([\d.]+)", out).group(1))
+    done = subprocess.run(args, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        # Most often too many connections: the server's pools plus these clients must fit
+        # under max_connections, with no other server still holding its own.
+        raise SystemExit(f"pgbench failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+    return float(re.search(r"tps = ([\d.]+)", done.stdout).group(1))
 
 
 class RssWatcher(threading.Thread):
