@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from decimal import Decimal
 from uuid import uuid4
@@ -53,4 +54,23 @@ def test_a_closed_writer_refuses_appends_instead_of_leaving_them_waiting(
 
     with pytest.raises(PersistenceError, match="closed"):
         ledger.recorder.insert_events(pending)
+    ledger.close()
+
+
+def test_a_closed_writer_refuses_a_registration_from_an_event_loop(database_url, schema):
+    """The same at shutdown for a POST on the event loop: refused at once, not awaited
+    forever on a writer that will never wake its loop."""
+    ensure_schema(database_url, schema)
+    ledger = Ledger(postgres_env(database_url, schema=schema, pool_size=2))
+    ledger.register_lot(NewLot(lot_code="RAW-1", weight_kg=Decimal(5)), actor_id=None)
+
+    ledger.recorder.close_writer()
+
+    async def late_post():
+        return await asyncio.wait_for(
+            ledger.register_lot_async(NewLot(lot_code="RAW-LATE"), actor_id=None), timeout=5
+        )
+
+    with pytest.raises(PersistenceError, match="closed"):
+        asyncio.run(late_post())
     ledger.close()
