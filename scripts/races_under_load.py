@@ -159,7 +159,12 @@ def settled_counts(url: str, patience: float = 10.0) -> tuple[int, int]:
             time.sleep(0.2)
 
 
+# The races take a few seconds under load, and must end while wrk still posts.
+MIN_LOAD_SECONDS = 8
+
+
 def races_under_load(base: str, token: str, url: str, *, connections: int, seconds: int) -> list[Check]:
+    seconds = max(seconds, MIN_LOAD_SECONDS)
     prefix = f"RACE-{uuid.uuid4().hex[:8]}"
     load: dict[str, tuple[int, int]] = {}
     loader = threading.Thread(target=lambda: load.update(wrk=wrk(
@@ -194,7 +199,8 @@ def main() -> None:
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
     parser.add_argument("--email", default="admin@flowviz.com")
     parser.add_argument("--password", default=os.environ.get("FLOWVIZ_PASSWORD"))
-    parser.add_argument("--duration", type=int, default=20)
+    parser.add_argument("--duration", type=int, default=20,
+                        help=f"seconds of POST load, at least {MIN_LOAD_SECONDS}")
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
     if not args.database_url:
