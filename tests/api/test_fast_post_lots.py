@@ -186,3 +186,39 @@ def test_the_fast_path_records_once_and_replays_refused_bodies_whole(
     assert post(fast, token, fresh) == 599  # the code is taken now: the route says so
     assert behind.bodies == [fresh]
     assert registrations_of(app_container, "FP-Z") == 1
+
+
+def test_when_the_database_drops_every_connection_a_post_is_201_or_503_and_201_is_recorded(
+    client, auth, app_container
+):
+    """A failover (or an operator's pg_terminate_backend) cuts every connection the server
+    holds, between two POSTs. Each POST is then recorded and answered 201, or answered 503
+    with Retry-After and recorded nothing; never a 500. The server recovers by itself."""
+    import psycopg  # noqa: PLC0415
+
+    headers = auth(Role.OPERATOR)
+    assert client.post("/api/lots", json={"lot_code": "FO-0"}, headers=headers).status_code == 201
+    with psycopg.connect(app_container.settings.database_url, autocommit=True) as admin:
+        cut = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND backend_type = 'client backend'"
+        ).fetchone()[0]
+    assert cut > 0
+
+    answers = {}
+    for n in range(1, 6):
+        code = f"FO-{n}"
+        answers[code] = client.post("/api/lots", json={"lot_code": code}, headers=headers)
+
+    for code, answer in answers.items():
+        assert answer.status_code in (201, 503), (code, answer.status_code, answer.text)
+        if answer.status_code == 503:
+            body = answer.json()
+            assert body["detail"] and body["error"] and answer.headers["Retry-After"]
+            assert registrations_of(app_container, code) == 0
+        else:
+            assert registrations_of(app_container, code) == 1
+    last = client.post("/api/lots", json={"lot_code": "FO-LAST"}, headers=headers)
+    assert last.status_code == 201, last.text
+    assert row_of(app_container, "FO-LAST")["lot_code"] == "FO-LAST"
