@@ -192,7 +192,7 @@ def test_when_the_database_drops_every_connection_a_post_is_201_or_503_and_201_i
     client, auth, app_container
 ):
     """A failover (or an operator's pg_terminate_backend) cuts every connection the server
-    holds, between two POSTs. Each POST is then recorded and answered 201, or answered 503
+    holds, between two POSTs: here, every other connection to the test database. Each POST is then recorded and answered 201, or answered 503
     with Retry-After and recorded nothing; never a 500. The server recovers by itself."""
     import psycopg  # noqa: PLC0415
 
