@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,9 +37,9 @@ import httpx
 import psycopg
 from wrk_load import wrk
 
+from api.legacy_shapes import LOT_KEYS
+
 LUA = Path(__file__).resolve().parent / "bench" / "post_lots.lua"
-LOT_KEYS = ["id", "lot_code", "lot_type", "production_run_id", "phase_id", "operator_id",
-            "weight_kg", "temperature_c", "metadata", "created_at"]
 MS_Z = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 
@@ -81,14 +82,12 @@ class Racer:
 
 
 def statuses(answers: list[Answer]) -> str:
-    counts: dict[int, int] = {}
-    for a in answers:
-        counts[a.status] = counts.get(a.status, 0) + 1
+    counts = Counter(a.status for a in answers)
     return ", ".join(f"{n}x{status}" for status, n in sorted(counts.items()))
 
 
 def legacy_lot_shape(body: dict) -> bool:
-    return (list(body) == LOT_KEYS and isinstance(body["weight_kg"], str | None)
+    return (tuple(body) == LOT_KEYS and isinstance(body["weight_kg"], str | None)
             and bool(MS_Z.fullmatch(body["created_at"])))
 
 
