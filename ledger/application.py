@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import datetime
 from functools import partial
 from typing import Any, ClassVar, TypeVar
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from eventsourcing.application import (
     AggregateNotFoundError,
@@ -41,6 +41,7 @@ from ledger.errors import (
 )
 from ledger.event_store import forbid_rewrites
 from ledger.history import HistoryEntry, LotHistory
+from ledger.ids import new_id
 from ledger.lot import Lot, LotCode, QcRecord
 from ledger.user import User, UserEmail
 from ledger.values import QcDecision
@@ -97,7 +98,7 @@ class Ledger(Application[UUID]):
     # --- lots ----------------------------------------------------------------------------
 
     def register_lot(self, new: NewLot, *, actor_id: UUID | None) -> Committed[Lot]:
-        lot_id = new.lot_id or uuid4()
+        lot_id = new.lot_id or new_id()
         self._check_inputs_refer_to_others(new, lot_id)
 
         def attempt() -> Committed[Lot]:
@@ -134,7 +135,7 @@ class Ledger(Application[UUID]):
         append = getattr(self.recorder, "insert_events_async", None)
         if new.inputs or append is None:
             return await run_blocking(partial(self.register_lot, new, actor_id=actor_id))
-        lot_id = new.lot_id or uuid4()
+        lot_id = new.lot_id or new_id()
         lot, claim = _new_lot(new, lot_id, [], actor_id)
         events = [*lot.collect_events(), *claim.collect_events()]
         try:
@@ -160,7 +161,7 @@ class Ledger(Application[UUID]):
     def record_qc_decision(
         self, new: NewQcDecision, *, actor_id: UUID | None
     ) -> Committed[Lot]:
-        decision_id = uuid4()
+        decision_id = new_id()
         Lot.check_notes(new.decision, new.notes)
 
         def attempt() -> Committed[Lot]:
@@ -281,7 +282,7 @@ class Ledger(Application[UUID]):
         user_id: UUID | None = None,
     ) -> Committed[User]:
         user = User(
-            id=user_id or uuid4(),
+            id=user_id or new_id(),
             email=email.strip(),
             full_name=full_name,
             role=role,

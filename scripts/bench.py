@@ -41,6 +41,7 @@ from pathlib import Path
 import httpx
 import psutil
 import psycopg
+import uvloop
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -179,7 +180,7 @@ def percentile(values: list[float], q: float) -> float:
 def ledger_rate(url: str, *, group_commit: bool, threads: int, seconds: float,
                 event_loop: bool = False) -> tuple[float, dict | None]:
     """Registrations per second from `threads` concurrent callers: threads calling
-    `register_lot`, or with `event_loop` as many tasks on one loop awaiting
+    `register_lot`, or with `event_loop` as many tasks on one uvloop loop awaiting
     `register_lot_async`, as the API's POST does. For group commit also where its writer's
     time goes."""
     schema = f"bench_{'gc' if group_commit else 'lib'}_{uuid.uuid4().hex[:6]}"
@@ -210,7 +211,7 @@ def ledger_rate(url: str, *, group_commit: bool, threads: int, seconds: float,
 
     started = time.perf_counter()
     if event_loop:
-        asyncio.run(tasks())
+        uvloop.run(tasks())  # the loop uvicorn runs the API on
     else:
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(work, range(threads)))
