@@ -9,17 +9,19 @@ returns only after the commit), many appends per fsync.
 
 Each request's events go in under a savepoint of their own only when the batch as a
 whole meets a conflict, so one request's version clash never fails another's append.
+Callers on an event loop are served the same way by a writer task on their own loop
+(`loop_writer`), through the same append function.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -33,70 +35,29 @@ from eventsourcing.persistence import (
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.sql import SQL, Identifier
 
+from ledger.appends import (
+    MAX_BATCH,
+    Append,
+    Awaited,
+    BatchConflict,
+    WriterStats,
+    fail,
+    hand_out,
+    on_clash,
+)
 from ledger.event_store import SETUP_LOCK, SETUP_UNLOCK
 from ledger.hash_chain import ADD_COLUMNS, APPEND_FUNCTION, HAS_COLUMNS, SEAL_UNHASHED
+from ledger.loop_writer import LoopWriter
 
 log = logging.getLogger(__name__)
-
-MAX_BATCH = 512
-
-
-class _BatchConflict(Exception):
-    """Some request in the batch clashed; retry the batch one savepoint per request."""
-
-
-class _Done:
-    """Set once by the writer, waited on once by the caller: a bare lock does both in C,
-    where an Event's condition runs Python under the interpreter lock the writer needs."""
-
-    __slots__ = ("_lock",)
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._lock.acquire()
-
-    def set(self) -> None:
-        self._lock.release()
-
-    def wait(self) -> None:
-        self._lock.acquire()
-
-
-class _Awaited:
-    """The same signal for a caller on an event loop: a future of that loop. The writer wakes
-    each loop once per batch (see `_wake`), not once per caller: every wake-up from another
-    thread is a write to the loop's self-pipe."""
-
-    __slots__ = ("loop", "future")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.future: asyncio.Future[None] = loop.create_future()
-
-
-@dataclass
-class _Append:
-    events: Sequence[StoredEvent]
-    done: _Done | _Awaited = field(default_factory=_Done)
-    ids: list[int] | None = None
-    error: Exception | None = None
-
-
-@dataclass
-class WriterStats:
-    """What the writer has done: how it batches, and how much of its time it is busy."""
-
-    batches: int = 0
-    appends: int = 0
-    busy_seconds: float = 0.0
-
 
 class GroupCommitRecorder(PostgresApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._queue: queue.SimpleQueue[_Append | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Append | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._writer_lock = threading.Lock()
+        self._loop_writers: dict[asyncio.AbstractEventLoop, LoopWriter] = {}
         self._closed = False
         self.stats = WriterStats()
         append_function = Identifier(f"{self.events_table_name}_append")
@@ -157,7 +118,7 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
             # The library's own path would write rows without hashes, which verify then
             # reports as inserted; the ledger runs no process application that needs it.
             raise ProgrammingError("the ledger's event log records no tracking")
-        append = _Append(stored_events)
+        append = Append(stored_events)
         self._enqueue(append)
         append.done.wait()  # type: ignore[union-attr]
         if append.error is not None:
@@ -165,12 +126,14 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
         return append.ids
 
     async def insert_events_async(self, stored_events: Sequence[StoredEvent]) -> Sequence[int]:
-        """`insert_events` for a caller on an event loop: it awaits the same commit without
-        holding a thread, where a thread hop would cost about what the append itself does."""
+        """`insert_events` for a caller on an event loop: committed by a writer task on that
+        loop (see `loop_writer`), where a hand-off to the writer thread and back cost about
+        what the append itself does."""
         if not stored_events:
             return []
-        append = _Append(stored_events, _Awaited(asyncio.get_running_loop()))
-        self._enqueue(append)
+        loop = asyncio.get_running_loop()
+        append = Append(stored_events, Awaited(loop))
+        self._loop_writer(loop).enqueue(append)
         # Shielded: once queued, the append commits or fails whatever becomes of the caller.
         await asyncio.shield(append.done.future)  # type: ignore[union-attr]
         if append.error is not None:
@@ -178,7 +141,41 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
         assert append.ids is not None
         return append.ids
 
-    def _enqueue(self, append: _Append) -> None:
+    def _loop_writer(self, loop: asyncio.AbstractEventLoop) -> LoopWriter:
+        with self._writer_lock:
+            if self._closed:
+                raise PersistenceError("the ledger is closed")
+            writer = self._loop_writers.get(loop)
+            if writer is None or writer.task.done():  # gone with a run of the loop that ended
+                writer = self._loop_writers[loop] = LoopWriter(
+                    loop,
+                    connect_kwargs=self._connect_kwargs(),
+                    composite=self.datastore.psycopg_type_adapters[self.stored_event_type_name],
+                    append_sql=self._append_all,
+                    stats=self.stats,
+                    on_exit=self._forget_loop_writer,
+                )
+            return writer
+
+    def _forget_loop_writer(self, writer: LoopWriter) -> None:
+        with self._writer_lock:
+            for loop, known in list(self._loop_writers.items()):
+                if known is writer:
+                    del self._loop_writers[loop]
+
+    def _connect_kwargs(self) -> dict[str, Any]:
+        kwargs = {k: v for k, v in self.datastore.pool.kwargs.items() if k != "row_factory"}
+        timeout = int(self.datastore.idle_in_transaction_session_timeout * 1000)
+        return {
+            **kwargs,
+            # A database that does not answer fails the batch soon (the API answers 503)
+            # rather than holding its callers for libpq's default of minutes.
+            "connect_timeout": 5,
+            "application_name": "flowviz-loop-writer",
+            "options": f"-c idle_in_transaction_session_timeout={timeout}",
+        }
+
+    def _enqueue(self, append: Append) -> None:
         with self._writer_lock:
             if self._closed:
                 raise PersistenceError("the ledger is closed")
@@ -191,12 +188,16 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
             self._queue.put(append)
 
     def close_writer(self) -> None:
-        """Lets the writer commit what is queued, then refuses further appends."""
+        """Lets the writers commit what is queued, then refuses further appends."""
         with self._writer_lock:
             self._closed = True
             writer, self._writer = self._writer, None
             if writer is not None:
                 self._queue.put(None)
+            loop_writers = list(self._loop_writers.items())
+        for loop, loop_writer in loop_writers:
+            with contextlib.suppress(RuntimeError):  # that loop has closed: nothing queued
+                loop.call_soon_threadsafe(loop_writer.stop)
         if writer is not None:
             writer.join(10)
 
@@ -222,26 +223,17 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
             if stop:
                 return
 
-    def _commit(self, batch: list[_Append]) -> None:
+    def _commit(self, batch: list[Append]) -> None:
         started = time.perf_counter()
         try:
             try:
                 self._commit_together(batch)
-            except _BatchConflict:
+            except BatchConflict:
                 self._commit_each_under_savepoint(batch)
         except Exception as e:  # noqa: BLE001 - every waiting caller must be woken
-            self._fail(batch, e if isinstance(e, PersistenceError) else PersistenceError(str(e)))
-        self.stats.batches += 1
-        self.stats.appends += len(batch)
-        self.stats.busy_seconds += time.perf_counter() - started
+            fail(batch, e if isinstance(e, PersistenceError) else PersistenceError(str(e)))
+        self.stats.record(len(batch), time.perf_counter() - started)
         _wake(batch)
-
-    @staticmethod
-    def _fail(batch: list[_Append], error: Exception) -> None:
-        for append in batch:
-            append.ids = None
-            if append.error is None:
-                append.error = error
 
     def _append(self, conn: psycopg.Connection[Any], events: Sequence[StoredEvent]) -> list[int]:
         rows = conn.execute(
@@ -252,7 +244,7 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
         ).fetchall()
         return [row["notification_id"] for row in rows]
 
-    def _commit_together(self, batch: list[_Append]) -> None:
+    def _commit_together(self, batch: list[Append]) -> None:
         events = [
             self.construct_pg_stored_event(
                 e.originator_id, e.originator_version, e.topic, e.state
@@ -266,16 +258,11 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
                 rows = conn.execute(self._append_all, (events,), prepare=True).fetchall()
                 ids = [row["notification_id"] for row in rows]
             except psycopg.errors.UniqueViolation as e:
-                if len(batch) == 1:
-                    batch[0].error = IntegrityError(str(e))
-                    return
-                raise _BatchConflict from e
-        offset = 0
-        for append in batch:
-            append.ids = ids[offset : offset + len(append.events)]
-            offset += len(append.events)
+                on_clash(batch, e)
+                return
+        hand_out(batch, ids)
 
-    def _commit_each_under_savepoint(self, batch: list[_Append]) -> None:
+    def _commit_each_under_savepoint(self, batch: list[Append]) -> None:
         with self.datastore.get_connection() as conn, conn.transaction():
             for append in batch:
                 try:
@@ -287,21 +274,6 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
                     append.error = IntegrityError(str(e))
 
 
-def _wake(batch: list[_Append]) -> None:
-    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+def _wake(batch: list[Append]) -> None:
     for append in batch:
-        if isinstance(append.done, _Done):
-            append.done.set()
-        else:
-            by_loop.setdefault(append.done.loop, []).append(append.done.future)
-    for loop, futures in by_loop.items():
-        try:
-            loop.call_soon_threadsafe(_resolve, futures)
-        except RuntimeError:  # that loop has closed: nobody is left waiting on it
-            pass
-
-
-def _resolve(futures: list[asyncio.Future[None]]) -> None:
-    for future in futures:
-        if not future.done():
-            future.set_result(None)
+        append.done.set()  # type: ignore[union-attr]

@@ -16,9 +16,10 @@ from uuid import UUID
 
 import pytest
 
+from ledger.appends import Append
 from ledger.commands import InputRef, NewLot
 from ledger.errors import LotCodeAlreadyExists
-from ledger.group_commit import _Append, _Awaited, _wake
+from ledger.group_commit import _wake
 from ledger.lot import LotCode
 from ledger.values import SYSTEM_ACTOR_ID
 from tests.integration.event_log import event_log
@@ -106,9 +107,10 @@ def test_a_mix_made_of_raw_beef_takes_the_blocking_path_and_draws_the_beef(conta
     assert ledger.find_lot_by_code("RAW-BEEF-1").consumed_kg == Decimal(30)
 
 
-def test_loop_callers_and_thread_callers_share_the_writers_batches(container, ledger):
+def test_loop_callers_and_thread_callers_take_turns_at_one_gap_free_log(container, ledger):
     """A receiving dock posts from the event loop while a scale integration posts from
-    threads: every lot commits once, at a position of its own, in shared batches."""
+    threads: their two writers take turns at the log's lock, every lot commits once, at a
+    position of its own, appends share commits, and the hash chain stays whole."""
     batches_before = ledger.recorder.stats.batches
 
     def scale(n: int) -> None:
@@ -141,29 +143,33 @@ def test_loop_callers_and_thread_callers_share_the_writers_batches(container, le
 
 
 def test_a_caller_that_gives_up_waiting_still_has_its_lot_committed(container, ledger):
-    """The terminal's connection drops while the append is queued: the lot is recorded
-    all the same, as it would be for a thread that stopped listening."""
+    """The terminal's connection drops while the append is queued: the server carries on,
+    and the lot is recorded all the same, as it would be for a thread that stopped
+    listening."""
 
-    async def post_then_hang_up() -> UUID:
+    async def post_then_hang_up() -> UUID | None:
         new = NewLot("RAW-DROPPED", "RAW", lot_id=UUID(int=7))
         task = asyncio.create_task(ledger.register_lot_async(new, actor_id=SYSTEM_ACTOR_ID))
         await asyncio.sleep(0)  # the task builds the lot and queues its append
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        return new.lot_id
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the loop keeps serving others meanwhile
+            lot = ledger.find_lot_by_code("RAW-DROPPED")
+            if lot is not None:
+                return lot.id
+            await asyncio.sleep(0.02)
+        return None
 
-    lot_id = asyncio.run(post_then_hang_up())
-
-    deadline = time.monotonic() + 10
-    while ledger.find_lot_by_code("RAW-DROPPED") is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert ledger.find_lot_by_code("RAW-DROPPED").id == lot_id
+    assert asyncio.run(post_then_hang_up()) == UUID(int=7)
 
 
-def test_the_writer_wakes_each_event_loop_once_per_batch():
-    """Every wake-up from another thread writes to the loop's self-pipe: one per batch
-    and loop, however many of that batch's callers wait on it."""
+def test_callers_on_an_event_loop_are_committed_without_a_wake_up_from_another_thread(
+    container, ledger
+):
+    """Every wake-up from another thread writes to the loop's self-pipe and hands the
+    interpreter lock across: the loop's own writer task needs neither."""
 
     class CountingLoop(asyncio.SelectorEventLoop):
         wakes = 0
@@ -172,15 +178,27 @@ def test_the_writer_wakes_each_event_loop_once_per_batch():
             CountingLoop.wakes += 1
             return super().call_soon_threadsafe(*args, **kwargs)
 
-    loop = CountingLoop()
-    try:
-        batch = [_Append([], _Awaited(loop)) for _ in range(5)]
-        thread_caller = _Append([])
-        _wake([*batch, thread_caller])
-        loop.run_until_complete(asyncio.gather(*(a.done.future for a in batch)))
-    finally:
-        loop.close()
+    async def dock() -> list:
+        return await asyncio.gather(
+            *[
+                ledger.register_lot_async(NewLot(f"DOCK-{i}", "RAW"), actor_id=SYSTEM_ACTOR_ID)
+                for i in range(20)
+            ]
+        )
 
-    assert CountingLoop.wakes == 1
-    assert all(a.done.future.done() for a in batch)
-    assert thread_caller.done._lock.acquire(blocking=False)  # the thread caller was woken too
+    batches_before = ledger.recorder.stats.batches
+    with asyncio.Runner(loop_factory=CountingLoop) as runner:
+        docked = runner.run(dock())
+
+    assert CountingLoop.wakes == 0
+    assert len({c.position for c in docked}) == 20
+    assert ledger.recorder.stats.batches - batches_before < 20  # and they shared commits
+    assert ledger.verify().intact
+
+
+def test_the_writer_thread_wakes_every_thread_caller_of_its_batch():
+    callers = [Append([]) for _ in range(3)]
+
+    _wake(callers)
+
+    assert all(c.done._lock.acquire(blocking=False) for c in callers)

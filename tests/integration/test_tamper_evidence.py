@@ -9,6 +9,7 @@ superuser who edits, deletes and forges rows, and check that `verify` names each
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -296,11 +297,15 @@ def test_sixteen_lines_registering_at_once_leave_the_chains_intact(make_containe
     assert [(bytes(r["hash"]), bytes(r["log_hash"])) for r in rows] == recompute(rows)
 
 
-def test_a_batch_with_a_clash_commits_the_others_each_under_its_savepoint(container, ledger):
+@pytest.mark.parametrize("writer", ["writer thread", "event loop's writer task"])
+def test_a_batch_with_a_clash_commits_the_others_each_under_its_savepoint(
+    container, ledger, writer
+):
     """Two appends race for the same version of one lot inside one batch: the batch falls
     back to a savepoint per append, the loser alone is refused, the winner and a bystander
-    commit, and the chains stay intact across the rolled-back savepoint."""
-    from ledger.group_commit import _Append  # noqa: PLC0415 - the writer's own unit of work
+    commit, and the chains stay intact across the rolled-back savepoint. Both writers,
+    the thread's and an event loop's, fall back alike."""
+    from ledger.appends import Append, Awaited  # noqa: PLC0415 - the writers' unit of work
     from ledger.lot import Lot  # noqa: PLC0415
 
     raw = ledger.register_lot(
@@ -315,13 +320,24 @@ def test_a_batch_with_a_clash_commits_the_others_each_under_its_savepoint(contai
     bystander = Lot(id=uuid4(), lot_code="RAW-OTHER", lot_type="RAW", production_run_id=None,
                     phase_id=None, operator_id=None, weight_kg=None, temperature_c=None,
                     metadata_json="{}", inputs=[], actor_id=None)
-    batch = [
-        _Append(consumption("10.00")),
-        _Append(consumption("20.00")),  # the same version 2 of the raw lot: a clash
-        _Append([ledger.mapper.to_stored_event(e) for e in bystander.collect_events()]),
+    appends = [
+        consumption("10.00"),
+        consumption("20.00"),  # the same version 2 of the raw lot: a clash
+        [ledger.mapper.to_stored_event(e) for e in bystander.collect_events()],
     ]
 
-    ledger.recorder._commit(batch)
+    if writer == "writer thread":
+        batch = [Append(events) for events in appends]
+        ledger.recorder._commit(batch)
+    else:
+
+        async def on_the_loop() -> list:
+            loop = asyncio.get_running_loop()
+            batch = [Append(events, Awaited(loop)) for events in appends]
+            await ledger.recorder._loop_writer(loop)._commit(batch)
+            return batch
+
+        batch = asyncio.run(on_the_loop())
 
     assert batch[0].error is None and batch[0].ids
     assert batch[1].error is not None and batch[1].ids is None
