@@ -140,8 +140,11 @@ class Container:
         self.read_model.async_pool = await open_async_pool(
             self.conninfo, max_size=self.settings.db_pool_size, name="read-async"
         )
+        # Read-your-writes is waited for on this loop only: its listener lives here too.
+        await self.watermark.start_on_loop()
 
     async def close_async(self) -> None:
+        await self.watermark.stop_on_loop()
         pool, self.read_model.async_pool = self.read_model.async_pool, None
         if pool is not None:
             await pool.close()
@@ -151,7 +154,6 @@ class Container:
             return
         self._started = True
         self.metrics.start_refreshing()
-        self.watermark.start()
         if self.runner is not None:
             self.runner.start()
 
@@ -159,7 +161,6 @@ class Container:
         self.metrics.stop_refreshing()
         if self.runner is not None:
             self.runner.stop()
-        self.watermark.stop()
         self.read_pool.close()
         self.ledger.close()
         if self.redis is not None:

@@ -96,10 +96,16 @@ def apply_ops(conn: psycopg.Connection[Any], ops: Sequence[Op]) -> None:
                     cur.executemany(sql, params)
 
 
+_READ_POSITION = "SELECT position FROM projection_tracking WHERE name = %s"
+
+
 def read_position(conn: psycopg.Connection[Any], name: str) -> int:
-    row = conn.execute(
-        "SELECT position FROM projection_tracking WHERE name = %s", (name,)
-    ).fetchone()
+    row = conn.execute(_READ_POSITION, (name,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+async def read_position_async(conn: psycopg.AsyncConnection[Any], name: str) -> int:
+    row = await (await conn.execute(_READ_POSITION, (name,))).fetchone()
     return int(row[0]) if row else 0
 
 

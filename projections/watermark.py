@@ -1,15 +1,26 @@
-"""How far the projector has got, as seen from any process: read-your-writes waits on it."""
+"""How far the projector has got, as seen from any process: read-your-writes waits on it.
+
+It listens for the projector's commit notifications as a task on the serving process's
+event loop (`start_on_loop`), where the POSTs that wait on it run: a thread of its own
+would take the interpreter lock from that loop on every projected batch. Threads may
+wait on it too (`wait_for`).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
 
 import psycopg
 
-from projections.projector import DEFAULT_PROJECTION, PROJECTED_CHANNEL, read_position
+from projections.projector import (
+    DEFAULT_PROJECTION,
+    PROJECTED_CHANNEL,
+    read_position_async,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,22 +44,25 @@ class ProjectionWatermark:
         self._changed = threading.Condition()
         self._async_waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future]] = []
         self._sync_waiters = 0
-        self._stopping = threading.Event()
-        self._listening = threading.Event()
-        self._thread = threading.Thread(target=self._listen, name="watermark", daemon=True)
+        self._task: asyncio.Task[None] | None = None
 
     @property
     def position(self) -> int:
         return self._position
 
-    def start(self) -> None:
-        self._thread.start()
-        self._listening.wait(5)
+    async def start_on_loop(self) -> None:
+        """Listen on the running event loop; wait (up to five seconds) until the listener
+        has read the position it starts from."""
+        listening = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._listen_on_loop(listening))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(listening.wait(), 5)
 
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._thread.is_alive():
-            self._thread.join(5)
+    async def stop_on_loop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     def wait_for(self, position: int, timeout: float) -> bool:
         """True once the read tables include `position`; False when `timeout` passes first."""
@@ -88,10 +102,18 @@ class ProjectionWatermark:
                 due = [w for w in self._async_waiters if w[0] <= position]
                 self._async_waiters = [w for w in self._async_waiters if w[0] > position]
         # One wake-up per event loop, not per waiter: each is a write to the loop's pipe.
+        # Waiters on the loop this runs on (the loop's own listener) need none.
         by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future]] = {}
         for _, loop, reached in due:
             by_loop.setdefault(loop, []).append(reached)
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
         for loop, reached in by_loop.items():
+            if loop is running:
+                _resolve(reached)
+                continue
             try:
                 loop.call_soon_threadsafe(_resolve, reached)
             except RuntimeError:  # the waiters' event loop has closed; nobody to wake
@@ -101,25 +123,23 @@ class ProjectionWatermark:
         with self._changed:
             return bool(self._sync_waiters or self._async_waiters)
 
-    def _listen(self) -> None:
-        while not self._stopping.is_set():
+    async def _listen_on_loop(self, listening: asyncio.Event) -> None:
+        while True:
             try:
-                with psycopg.connect(self.conninfo, autocommit=True) as conn:
-                    conn.execute(f"LISTEN {PROJECTED_CHANNEL}")
-                    # Read after LISTEN so no commit falls between the two.
-                    self._advance(read_position(conn, self.name))
-                    self._listening.set()
+                conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+                async with conn:
+                    await conn.execute(f"LISTEN {PROJECTED_CHANNEL}")
+                    self._advance(await read_position_async(conn, self.name))
+                    listening.set()
                     polled = time.monotonic()
-                    while not self._stopping.is_set():
-                        for note in conn.notifies(timeout=0.1):
+                    while True:
+                        async for note in conn.notifies(timeout=0.1):
                             position = note.payload.removeprefix(self.prefix)
                             if position != note.payload and position.isdigit():
                                 self._advance(int(position))
-                        # Waiters must never hang on one lost notification: look anyway.
                         if self._awaited() and time.monotonic() - polled >= POLL_SECONDS:
                             polled = time.monotonic()
-                            self._advance(read_position(conn, self.name))
-            except Exception:  # noqa: BLE001 - this thread must outlive any one failure
-                if not self._stopping.is_set():
-                    log.exception("watermark listener failed; reconnecting")
-                    self._stopping.wait(1.0)
+                            self._advance(await read_position_async(conn, self.name))
+            except Exception:  # noqa: BLE001 - this listener must outlive any one failure
+                log.exception("watermark listener failed; reconnecting")
+                await asyncio.sleep(1.0)

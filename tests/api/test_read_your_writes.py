@@ -8,6 +8,7 @@ read tables give once the projector has caught up.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -143,6 +144,19 @@ def test_every_qc_decision_is_in_the_read_table_when_its_201_arrives(
 
 
 # --- projector stopped ------------------------------------------------------------------
+
+
+def test_the_serving_loop_listens_for_the_projector_itself_with_no_thread_of_its_own(
+    client, auth
+):
+    """A worker's listener is a task on its event loop: a thread of its own took the
+    interpreter lock from the loop on every projected batch."""
+    headers = auth(Role.OPERATOR)
+    for n in range(5):
+        assert client.post("/api/lots", json={"lot_code": f"LOOP-{n}"}, headers=headers).status_code == 201
+        assert client.get(f"/api/traceability/LOOP-{n}", headers=headers).status_code == 200
+
+    assert "watermark" not in {thread.name for thread in threading.enumerate()}
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ releases, finished goods (FG) are made, and plant staff log in.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import time
@@ -454,17 +455,22 @@ def test_a_waiter_wakes_even_when_the_projectors_notification_is_lost(container)
     """LISTEN/NOTIFY can drop a notification (a reconnect, a busy server): a POST waiting to
     read its own write must still see the projector's position, by looking for it."""
     watermark = container.watermark
-    watermark.start()
-    with container.read_pool.connection() as conn:
-        # The projector's commit, but without its notification.
-        conn.execute(
-            "INSERT INTO projection_tracking (name, position) VALUES (%s, 7)"
-            " ON CONFLICT (name) DO UPDATE SET position = 7",
-            (watermark.name,),
-        )
 
-    assert watermark.wait_for(7, timeout=5)
-    assert watermark.position == 7
+    async def post_waiting_for_its_write() -> bool:
+        await watermark.start_on_loop()
+        try:
+            with container.read_pool.connection() as conn:
+                conn.execute(
+                    "INSERT INTO projection_tracking (name, position) VALUES (%s, 9)"
+                    " ON CONFLICT (name) DO UPDATE SET position = 9",
+                    (watermark.name,),
+                )
+            return await watermark.wait_for_async(9, timeout=5)
+        finally:
+            await watermark.stop_on_loop()
+
+    assert asyncio.run(post_waiting_for_its_write()) is True
+    assert watermark.position == 9
 
 
 def test_the_projector_keeps_planner_statistics_as_the_read_tables_grow(
