@@ -129,6 +129,7 @@ class ProjectionWatermark:
                 conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
                 async with conn:
                     await conn.execute(f"LISTEN {PROJECTED_CHANNEL}")
+                    # Read after LISTEN so no commit falls between the two.
                     self._advance(await read_position_async(conn, self.name))
                     listening.set()
                     polled = time.monotonic()
@@ -137,6 +138,7 @@ class ProjectionWatermark:
                             position = note.payload.removeprefix(self.prefix)
                             if position != note.payload and position.isdigit():
                                 self._advance(int(position))
+                        # Waiters must never hang on one lost notification: look anyway.
                         if self._awaited() and time.monotonic() - polled >= POLL_SECONDS:
                             polled = time.monotonic()
                             self._advance(await read_position_async(conn, self.name))
