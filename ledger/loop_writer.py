@@ -92,7 +92,9 @@ class LoopWriter:
             except BatchConflict:
                 await self._commit_each_under_savepoint(batch)
         except (psycopg.OperationalError, psycopg.InterfaceError) as e:
-            # The API answers these with 503: nothing of this batch was committed.
+            # The API answers these with 503. Nothing of the batch was committed, unless the
+            # connection broke between the commit and its answer: then a retry finds the
+            # lot code taken (409), as with the writer thread.
             fail(batch, OperationalError(str(e)))
             await self._drop_connection()
         except Exception as e:  # noqa: BLE001 - every waiting caller must be woken
