@@ -44,6 +44,7 @@ from ledger.appends import (
     fail,
     hand_out,
     on_clash,
+    pg_events,
 )
 from ledger.event_store import SETUP_LOCK, SETUP_UNLOCK
 from ledger.hash_chain import ADD_COLUMNS, APPEND_FUNCTION, HAS_COLUMNS, SEAL_UNHASHED
@@ -159,9 +160,8 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
 
     def _forget_loop_writer(self, writer: LoopWriter) -> None:
         with self._writer_lock:
-            for loop, known in list(self._loop_writers.items()):
-                if known is writer:
-                    del self._loop_writers[loop]
+            if self._loop_writers.get(writer.loop) is writer:
+                del self._loop_writers[writer.loop]
 
     def _connect_kwargs(self) -> dict[str, Any]:
         kwargs = {k: v for k, v in self.datastore.pool.kwargs.items() if k != "row_factory"}
@@ -235,28 +235,18 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
         self.stats.record(len(batch), time.perf_counter() - started)
         _wake(batch)
 
-    def _append(self, conn: psycopg.Connection[Any], events: Sequence[StoredEvent]) -> list[int]:
+    def _append(self, conn: psycopg.Connection[Any], appends: Sequence[Append]) -> list[int]:
+        # Lock, hash, insert and notify in one call (see create_table); with no transaction
+        # open, the commit rides in the same round trip.
         rows = conn.execute(
-            self._append_all,
-            ([self.construct_pg_stored_event(
-                e.originator_id, e.originator_version, e.topic, e.state) for e in events],),
-            prepare=True,
+            self._append_all, (pg_events(self.construct_pg_stored_event, appends),), prepare=True
         ).fetchall()
         return [row["notification_id"] for row in rows]
 
     def _commit_together(self, batch: list[Append]) -> None:
-        events = [
-            self.construct_pg_stored_event(
-                e.originator_id, e.originator_version, e.topic, e.state
-            )
-            for append in batch
-            for e in append.events
-        ]
         with self.datastore.get_connection() as conn:
             try:
-                # Lock, insert, notify and commit in one round trip (see create_table).
-                rows = conn.execute(self._append_all, (events,), prepare=True).fetchall()
-                ids = [row["notification_id"] for row in rows]
+                ids = self._append(conn, batch)
             except psycopg.errors.UniqueViolation as e:
                 on_clash(batch, e)
                 return
@@ -269,7 +259,7 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
                     # A savepoint: a clash undoes this append only. The first call takes
                     # the table lock, held until the one commit.
                     with conn.transaction():
-                        append.ids = self._append(conn, append.events)
+                        append.ids = self._append(conn, [append])
                 except psycopg.errors.UniqueViolation as e:
                     append.error = IntegrityError(str(e))
 

@@ -37,6 +37,7 @@ from ledger.appends import (
     fail,
     hand_out,
     on_clash,
+    pg_events,
 )
 
 
@@ -59,6 +60,7 @@ class LoopWriter:
         self._wake = asyncio.Event()
         self._stopping = False
         self._conn: psycopg.AsyncConnection[Any] | None = None
+        self.loop = loop
         self.task = loop.create_task(self._write_forever(), name="group-commit-loop")
         self.task.add_done_callback(lambda _: on_exit(self))
 
@@ -119,23 +121,17 @@ class LoopWriter:
             with contextlib.suppress(Exception):
                 await conn.close()
 
-    async def _append(self, conn: psycopg.AsyncConnection[Any], events: list[Any]) -> list[int]:
+    async def _append(
+        self, conn: psycopg.AsyncConnection[Any], appends: Sequence[Append]
+    ) -> list[int]:
+        events = pg_events(self._composite.python_type, appends)  # type: ignore[arg-type]
         cursor = await conn.execute(self._append_sql, (events,), prepare=True)
         return [row[0] for row in await cursor.fetchall()]
-
-    def _pg_events(self, appends: Sequence[Append]) -> list[Any]:
-        make = self._composite.python_type
-        assert make is not None
-        return [
-            make(e.originator_id, e.originator_version, e.topic, e.state)
-            for append in appends
-            for e in append.events
-        ]
 
     async def _commit_together(self, batch: list[Append]) -> None:
         conn = await self._connection()
         try:
-            ids = await self._append(conn, self._pg_events(batch))
+            ids = await self._append(conn, batch)
         except psycopg.errors.UniqueViolation as e:
             on_clash(batch, e)
             return
@@ -147,6 +143,6 @@ class LoopWriter:
             for append in batch:
                 try:
                     async with conn.transaction():
-                        append.ids = await self._append(conn, self._pg_events([append]))
+                        append.ids = await self._append(conn, [append])
                 except psycopg.errors.UniqueViolation as e:
                     append.error = IntegrityError(str(e))
