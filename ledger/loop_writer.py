@@ -9,6 +9,12 @@ connection: the same table lock and so the same gap-free order, the same one com
 batch, a future resolved where it was created. The two writers' batches simply queue
 for the lock.
 
+Two batches may be in flight, each on its own connection. All of a loop's callers are
+woken together when their batch commits and queue again together, so with one batch in
+flight the loop builds the next batch while the database idles, then idles while the
+database commits it. With two, the second waits for the table lock while the first
+commits, and the first's callers build their next appends while the second commits.
+
 Once queued, an append commits or fails whatever becomes of its caller: a client that
 hangs up cancels its request, not the writer. Only the loop's own end cancels the
 writer (the server waits for its requests first): psycopg then cancels the batch in
@@ -40,6 +46,9 @@ from ledger.appends import (
     pg_events,
 )
 
+IN_FLIGHT = 2
+MIN_SECOND_BATCH = 8
+
 
 class LoopWriter:
     def __init__(
@@ -59,7 +68,10 @@ class LoopWriter:
         self._queue: deque[Append] = deque()
         self._wake = asyncio.Event()
         self._stopping = False
-        self._conn: psycopg.AsyncConnection[Any] | None = None
+        # A connection per batch in flight; a slot is its index, listed here while free.
+        self._conns: list[psycopg.AsyncConnection[Any] | None] = [None] * IN_FLIGHT
+        self._free = list(range(IN_FLIGHT))
+        self._in_flight: set[asyncio.Task[None]] = set()
         self.loop = loop
         self.task = loop.create_task(self._write_forever(), name="group-commit-loop")
         self.task.add_done_callback(lambda _: on_exit(self))
@@ -78,45 +90,70 @@ class LoopWriter:
             while not (self._stopping and not self._queue):
                 await self._wake.wait()
                 self._wake.clear()
-                while self._queue:
-                    count = min(MAX_BATCH, len(self._queue))
-                    await self._commit([self._queue.popleft() for _ in range(count)])
+                while count := self._next_batch_size():
+                    batch = [self._queue.popleft() for _ in range(count)]
+                    self._send(self._free.pop(), batch)
+            if self._in_flight:
+                await asyncio.wait(self._in_flight)
         finally:
-            if self._conn is not None:
-                with contextlib.suppress(Exception):
-                    await self._conn.close()
+            for slot in range(IN_FLIGHT):
+                await self._drop_connection(slot)
 
-    async def _commit(self, batch: list[Append]) -> None:
+    def _next_batch_size(self) -> int:
+        count = min(MAX_BATCH, len(self._queue))
+        if not self._free:
+            return 0
+        if len(self._free) == IN_FLIGHT:
+            # Nothing in flight: a large batch goes in two halves, so that one half commits
+            # while the other half's callers build their next appends.
+            return (count + 1) // 2 if count >= 2 * MIN_SECOND_BATCH else count
+        # A batch in flight: a few appends wait for it rather than pay for a commit of
+        # their own (the database's work per batch, the projector's wake-up).
+        return count if count >= MIN_SECOND_BATCH else 0
+
+    def _send(self, slot: int, batch: list[Append]) -> None:
+        task = self.loop.create_task(self._commit(batch, slot))
+        self._in_flight.add(task)
+
+        def freed(_: asyncio.Task[None]) -> None:
+            self._in_flight.discard(task)
+            self._free.append(slot)
+            self._wake.set()
+
+        task.add_done_callback(freed)
+
+    async def _commit(self, batch: list[Append], slot: int) -> None:
         started = time.perf_counter()
         try:
             try:
-                await self._commit_together(batch)
+                await self._commit_together(batch, slot)
             except BatchConflict:
-                await self._commit_each_under_savepoint(batch)
+                await self._commit_each_under_savepoint(batch, slot)
         except (psycopg.OperationalError, psycopg.InterfaceError) as e:
             # The API answers these with 503. Nothing of the batch was committed, unless the
             # connection broke between the commit and its answer: then a retry finds the
             # lot code taken (409), as with the writer thread.
             fail(batch, OperationalError(str(e)))
-            await self._drop_connection()
+            await self._drop_connection(slot)
         except Exception as e:  # noqa: BLE001 - every waiting caller must be woken
             fail(batch, e if isinstance(e, PersistenceError) else PersistenceError(str(e)))
-            await self._drop_connection()
+            await self._drop_connection(slot)
         self._stats.record(len(batch), time.perf_counter() - started)
         for append in batch:
             future = append.done.future  # type: ignore[union-attr]
             if not future.done():
                 future.set_result(None)
 
-    async def _connection(self) -> psycopg.AsyncConnection[Any]:
-        if self._conn is None or self._conn.closed:
+    async def _connection(self, slot: int) -> psycopg.AsyncConnection[Any]:
+        conn = self._conns[slot]
+        if conn is None or conn.closed:
             conn = await psycopg.AsyncConnection.connect(**self._connect_kwargs, autocommit=True)
             register_composite(self._composite, conn)
-            self._conn = conn
-        return self._conn
+            self._conns[slot] = conn
+        return conn
 
-    async def _drop_connection(self) -> None:
-        conn, self._conn = self._conn, None
+    async def _drop_connection(self, slot: int) -> None:
+        conn, self._conns[slot] = self._conns[slot], None
         if conn is not None:
             with contextlib.suppress(Exception):
                 await conn.close()
@@ -128,8 +165,8 @@ class LoopWriter:
         cursor = await conn.execute(self._append_sql, (events,), prepare=True)
         return [row[0] for row in await cursor.fetchall()]
 
-    async def _commit_together(self, batch: list[Append]) -> None:
-        conn = await self._connection()
+    async def _commit_together(self, batch: list[Append], slot: int) -> None:
+        conn = await self._connection(slot)
         try:
             ids = await self._append(conn, batch)
         except psycopg.errors.UniqueViolation as e:
@@ -137,8 +174,8 @@ class LoopWriter:
             return
         hand_out(batch, ids)
 
-    async def _commit_each_under_savepoint(self, batch: list[Append]) -> None:
-        conn = await self._connection()
+    async def _commit_each_under_savepoint(self, batch: list[Append], slot: int) -> None:
+        conn = await self._connection(slot)
         async with conn.transaction():
             for append in batch:
                 try:

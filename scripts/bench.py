@@ -425,7 +425,7 @@ def main() -> None:  # noqa: PLR0915 - a script that reads top to bottom
 
     if loop_writer is not None:
         print(f"    from the event loop: {loop_writer['appends'] / loop_writer['batches']:.1f} registrations"
-              f" per batch, the writer busy {loop_writer['busy'] / loop_writer['elapsed']:.0%} of the time,"
+              f" per batch, {loop_writer['busy'] / loop_writer['elapsed']:.2f} batches in flight on average,"
               f" {ms(1000 * loop_writer['busy'] / loop_writer['batches'])} per batch; the process used"
               f" {loop_writer['cores']:.2f} cores, {ms(loop_writer['cpu_ms'])} of CPU per registration")
     if writer is not None:

@@ -196,6 +196,39 @@ def test_callers_on_an_event_loop_are_committed_without_a_wake_up_from_another_t
     assert ledger.verify().intact
 
 
+def test_a_loop_full_of_callers_commits_in_two_halves_that_overlap(container, ledger):
+    """Sixteen terminals post at once. Were they one batch, the loop would idle while it
+    commits and the database while they build their next lots: the writer sends two halves,
+    the second queueing for the table lock while the first commits, and the log stays
+    gap-free."""
+    from ledger import loop_writer  # noqa: PLC0415 - its bound on batches in flight
+
+    seen_in_flight = []
+
+    async def sixteen_terminals() -> list:
+        writer = ledger.recorder._loop_writer(asyncio.get_running_loop())
+        calls = [
+            ledger.register_lot_async(NewLot(f"LINE-{i}", "RAW"), actor_id=SYSTEM_ACTOR_ID)
+            for i in range(16)
+        ]
+        gathered = asyncio.gather(*calls)
+        while not writer._in_flight:
+            await asyncio.sleep(0)
+        seen_in_flight.append(len(writer._in_flight))
+        return await gathered
+
+    stats = ledger.recorder.stats
+    batches_before, appends_before = stats.batches, stats.appends
+    committed = asyncio.run(sixteen_terminals())
+
+    assert seen_in_flight == [loop_writer.IN_FLIGHT] == [2]
+    assert (stats.batches - batches_before, stats.appends - appends_before) == (2, 16)
+    positions = [row[0] for row in log_of(container)]
+    assert positions == list(range(positions[0], positions[0] + len(positions)))
+    assert len({c.position for c in committed}) == 16
+    assert ledger.verify().intact
+
+
 def test_the_writer_thread_wakes_every_thread_caller_of_its_batch():
     callers = [Append([]) for _ in range(3)]
 

@@ -334,7 +334,7 @@ def test_a_batch_with_a_clash_commits_the_others_each_under_its_savepoint(
         async def on_the_loop() -> list:
             loop = asyncio.get_running_loop()
             batch = [Append(events, Awaited(loop)) for events in appends]
-            await ledger.recorder._loop_writer(loop)._commit(batch)
+            await ledger.recorder._loop_writer(loop)._commit(batch, slot=0)
             return batch
 
         batch = asyncio.run(on_the_loop())
