@@ -25,6 +25,7 @@ from eventsourcing.persistence import (
     IntegrityError,
     JSONTranscoder,
     StoredEvent,
+    Transcoder,
     Transcoding,
 )
 
@@ -43,6 +44,7 @@ from ledger.event_store import forbid_rewrites
 from ledger.history import HistoryEntry, LotHistory
 from ledger.ids import new_id
 from ledger.lot import Lot, LotCode, QcRecord
+from ledger.transcoder import TaggingJSONTranscoder
 from ledger.user import User, UserEmail
 from ledger.values import QcDecision
 
@@ -75,6 +77,11 @@ class Ledger(Application[UUID]):
     # feed a thousand batches, and loading either must not replay all of it each time.
     snapshotting_intervals: ClassVar = {User: 20, Lot: 50}
     snapshotting_projectors: ClassVar = {User: replay, Lot: replay}
+
+    def construct_transcoder(self) -> Transcoder:
+        transcoder = TaggingJSONTranscoder()
+        self.register_transcodings(transcoder)
+        return transcoder
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
