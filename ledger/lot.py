@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from uuid import NAMESPACE_URL, UUID, uuid5
+from hashlib import sha1
+from uuid import NAMESPACE_URL, UUID
 
 from eventsourcing.domain import Aggregate, event
 
@@ -146,6 +147,11 @@ class Lot(Aggregate):
             )
 
 
+# `uuid5`'s own input, prepared once: it imports hashlib and converts the namespace to
+# bytes on every call, and a lot code is named on every registration.
+_LOT_CODE_NAME = NAMESPACE_URL.bytes + b"flowviz:lot-code:"
+
+
 class LotCode(Aggregate):
     """One per lot code, keyed by the code itself, so a second claim collides on insert."""
 
@@ -155,7 +161,8 @@ class LotCode(Aggregate):
 
     @staticmethod
     def id_for(lot_code: str) -> UUID:
-        return uuid5(NAMESPACE_URL, f"flowviz:lot-code:{lot_code}")
+        """uuid5(NAMESPACE_URL, "flowviz:lot-code:" + lot_code)"""
+        return UUID(bytes=sha1(_LOT_CODE_NAME + lot_code.encode()).digest()[:16], version=5)
 
     @event("Claimed")
     def __init__(self, lot_code: str, lot_id: UUID, actor_id: UUID | None) -> None:

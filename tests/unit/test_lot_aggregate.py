@@ -6,7 +6,7 @@ No database here: lots are built directly and their methods called, as the ledge
 from __future__ import annotations
 
 from decimal import Decimal
-from uuid import UUID, uuid4
+from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 import pytest
 
@@ -250,3 +250,11 @@ def test_a_lot_code_claim_is_keyed_by_the_code_so_two_claims_collide():
 
     assert first.id == second.id == LotCode.id_for("FG-2024-001")
     assert LotCode.id_for("FG-2024-002") != first.id
+
+
+@pytest.mark.parametrize("code", ["FG-2024-001", "", "SUCUK-Ç-€-😀", "a/b c\t"])
+def test_a_claim_keeps_the_key_every_earlier_claim_was_stored_under(code):
+    """Claims already in the log were keyed by the standard uuid5 of the code: a new claim
+    of the same code must land on the same key, or the code could be registered twice."""
+    assert LotCode.id_for(code) == uuid5(NAMESPACE_URL, f"flowviz:lot-code:{code}")
+    assert LotCode.id_for(code).version == 5
