@@ -63,6 +63,19 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     return LegacyJSONResponse(legacy_shapes.error(message), status_code=status, headers=headers)
 
 
+def ledger_refusal(exc: ledger_errors.LedgerError) -> LegacyJSONResponse:
+    """The answer to a refusal by the ledger, wherever the request was taken."""
+    status = LEDGER_STATUS.get(type(exc), 409)
+    if status == 422:
+        field = LEDGER_422_FIELD.get(type(exc))
+        loc = ["body", field] if field else ["body"]
+        errors = [{"type": "value_error", "loc": loc, "msg": str(exc), "input": None}]
+        return LegacyJSONResponse(
+            legacy_shapes.validation_error(errors, _summary(errors)), status_code=422
+        )
+    return error_response(status, str(exc))
+
+
 def _summary(errors: list[dict[str, Any]]) -> str:
     first = errors[0]
     where = ".".join(str(part) for part in first.get("loc", ()))
@@ -86,14 +99,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ledger_errors.LedgerError)
     async def ledger_error(_: Request, exc: ledger_errors.LedgerError):
-        status = LEDGER_STATUS.get(type(exc), 409)
-        if status == 422:
-            field = LEDGER_422_FIELD.get(type(exc))
-            loc = ["body", field] if field else ["body"]
-            errors = [{"type": "value_error", "loc": loc, "msg": str(exc), "input": None}]
-            body = legacy_shapes.validation_error(errors, _summary(errors))
-            return LegacyJSONResponse(body, status_code=422)
-        return error_response(status, str(exc))
+        return ledger_refusal(exc)
 
     async def unavailable(_: Request, exc: Exception):
         log.warning("a backing service is unavailable: %s", exc)

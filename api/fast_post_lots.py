@@ -3,10 +3,12 @@
 Under load most of a registration's server time is the framework around it (routing,
 dependency solving, body handling), not the ledger. Like `fast_trace`, this layer takes
 only the plain case: a writer whose token and access are known in memory, and a JSON
-body that passes the route's own screening and `LotIn`. If the ledger refuses the lot,
-nothing was recorded, and the request goes on to the route with its body replayed: the
-route repeats the attempt and words the refusal, as it always does. Once the ledger has
-committed, this layer answers the 201 itself, with the route's own `created_lot`.
+body that passes the route's own screening and `LotIn`. Everything else goes on to the
+route with its body replayed. The ledger's answer is given here in the route's words:
+the 201 by the route's own `created_lot`, a refusal (nothing was recorded) by the same
+`ledger_refusal` as the route's error handler, so that a taken code costs one attempt at
+the ledger, not a second one by the route. A failure that is not a refusal (the database
+unreachable) goes on to the route, which tries once more and answers as it always does.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Message, Receive, Scope, Send
 
 from api.dependencies import WRITERS
+from api.errors import ledger_refusal
 from api.fast_path import FastPath, cached_principal
 from api.json_body import MAX_BODY_BYTES, screened_json
 from api.routes.lots import created_lot, new_lot
 from api.schemas import LotIn
+from ledger.errors import LedgerError
 
 PATH = "/api/lots"
 _WRITER_ROLES = frozenset(role.value for role in WRITERS)
@@ -48,11 +52,14 @@ class FastPostLots(FastPath):
             committed = await self.container.ledger.register_lot_async(
                 command, actor_id=principal.user_id, run_blocking=run_in_threadpool
             )
-        except Exception:  # noqa: BLE001 - nothing was recorded; the route words refusals
+        except LedgerError as refused:
+            response = ledger_refusal(refused)
+        except Exception:  # noqa: BLE001 - nothing was recorded; the route tries again
             await self.app(scope, _replaying(messages, receive), send)
             return
+        else:
+            response = await created_lot(self.container, committed)
         scope["route"] = self.route
-        response = await created_lot(self.container, committed)
         await response(scope, receive, send)
 
 

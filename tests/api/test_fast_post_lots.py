@@ -169,7 +169,7 @@ def post(fast: FastPostLots, token: str, body: bytes, chunk: int = 7) -> int:
     return sent[0]["status"]
 
 
-def test_the_fast_path_records_once_and_replays_refused_bodies_whole(
+def test_the_fast_path_records_once_answers_the_ledgers_refusal_and_replays_the_rest_whole(
     client, auth, app_container
 ):
     headers = auth(Role.OPERATOR)
@@ -177,23 +177,35 @@ def test_the_fast_path_records_once_and_replays_refused_bodies_whole(
     token = headers["Authorization"].removeprefix("Bearer ")
     behind = Behind()
     fast = FastPostLots(behind, app_container, POST_LOTS)
+    appends = app_container.ledger.recorder.stats
 
     fresh = json.dumps({"lot_code": "FP-Z", "weight_kg": "12.5"}).encode()
     assert post(fast, token, fresh) == 201
     assert behind.bodies == []
     assert registrations_of(app_container, "FP-Z") == 1
 
-    assert post(fast, token, fresh) == 599  # the code is taken now: the route says so
-    assert behind.bodies == [fresh]
+    # The code is taken now. The ledger refuses it once, and the refusal is answered in
+    # the route's words (test_a_refusal_is_worded_by_the_route...) without a second try.
+    attempts_before = appends.appends
+    assert post(fast, token, fresh) == 409
+    assert behind.bodies == []
+    assert appends.appends - attempts_before == 1
     assert registrations_of(app_container, "FP-Z") == 1
+
+    # A body the route itself refuses reaches it whole, however it arrived.
+    negative = json.dumps({"lot_code": "FP-Y", "weight_kg": "-1"}).encode()
+    assert post(fast, token, negative) == 599
+    assert behind.bodies == [negative]
+    assert registrations_of(app_container, "FP-Y") == 0
 
 
 def test_when_the_database_drops_every_connection_a_post_is_201_or_503_and_201_is_recorded(
     client, auth, app_container
 ):
     """A failover (or an operator's pg_terminate_backend) cuts every connection the server
-    holds, between two POSTs: here, every other connection to the test database. Each POST is then recorded and answered 201, or answered 503
-    with Retry-After and recorded nothing; never a 500. The server recovers by itself."""
+    holds, between two POSTs: here, every other connection to the test database. Each POST
+    is then recorded and answered 201, or answered 503 with Retry-After and recorded
+    nothing; never a 500. The server recovers by itself."""
     import psycopg  # noqa: PLC0415
 
     headers = auth(Role.OPERATOR)
