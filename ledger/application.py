@@ -24,6 +24,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import (
     IntegrityError,
     JSONTranscoder,
+    OperationalError,
     StoredEvent,
     Transcoder,
     Transcoding,
@@ -145,14 +146,29 @@ class Ledger(Application[UUID]):
         lot_id = new.lot_id or new_id()
         lot, claim = _new_lot(new, lot_id, [], actor_id)
         events = [*lot.collect_events(), *claim.collect_events()]
+        stored = [self.mapper.to_stored_event(e) for e in events]
         try:
-            ids = await append([self.mapper.to_stored_event(e) for e in events])
+            try:
+                ids = await append(stored)
+            except OperationalError:
+                # The connection broke: before the commit, and nothing was recorded, or
+                # after it, and only the answer was lost. The same events once more tell
+                # which: they commit now, or clash with themselves below, whichever order
+                # the database sees the two in. A database still away fails this try too.
+                ids = await append(stored)
         except IntegrityError:
-            # Nothing was recorded. A taken code is refused without appending again (a
-            # clash sends the writer's whole batch down its slower path); anything else is
-            # retried, with the same lot id so that a retry cannot register it twice.
+            # This try recorded nothing. Who holds the code decides: this very lot (the
+            # first try committed), another lot (refused without appending again: a clash
+            # sends the writer's whole batch down its slower path) or no lot (some other
+            # clash: retried, with the same lot id so that a retry cannot register it twice).
             def after_clash() -> Committed[Lot]:
-                if self.lot_code_taken(new.lot_code):
+                claimant = self._claimant(new.lot_code)
+                if claimant == lot_id:  # by the first try, whose answer was lost
+                    # Others may have used the lot since: the cache is left to load it.
+                    for listener in self.on_commit:
+                        listener(events)
+                    return Committed(lot, self.recorder.max_notification_id() or 0)
+                if claimant is not None:
                     raise LotCodeAlreadyExists(new.lot_code) from None
                 return self.register_lot(replace(new, lot_id=lot_id), actor_id=actor_id)
 
@@ -244,11 +260,15 @@ class Ledger(Application[UUID]):
         return self.recorder.datastore  # type: ignore[attr-defined]
 
     def lot_code_taken(self, lot_code: str) -> bool:
+        return self._claimant(lot_code) is not None
+
+    def _claimant(self, lot_code: str) -> UUID | None:
+        """The id of the lot that holds the code, if any lot does."""
         try:
-            self._get(LotCode.id_for(lot_code))
+            claim: LotCode = self._get(LotCode.id_for(lot_code))
         except AggregateNotFoundError:
-            return False
-        return True
+            return None
+        return claim.lot_id
 
     def _input_lot(self, ref: InputRef) -> Lot:
         lot: Lot | None

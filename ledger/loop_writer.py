@@ -130,9 +130,10 @@ class LoopWriter:
             except BatchConflict:
                 await self._commit_each_under_savepoint(batch, slot)
         except (psycopg.OperationalError, psycopg.InterfaceError) as e:
-            # The API answers these with 503. Nothing of the batch was committed, unless the
-            # connection broke between the commit and its answer: then a retry finds the
-            # lot code taken (409), as with the writer thread.
+            # Nothing of the batch was committed, unless the connection broke between the
+            # commit and its answer: the ledger sends the same events once more, and a
+            # clash with themselves tells it so (register_lot_async). The API answers a
+            # second failure with 503.
             fail(batch, OperationalError(str(e)))
             await self._drop_connection(slot)
         except Exception as e:  # noqa: BLE001 - every waiting caller must be woken

@@ -20,6 +20,7 @@ from api.routes import lots
 from ledger.values import Role
 from projections.queries import LOT_COLUMNS
 from tests.api.test_metrics import sample, scrape
+from tests.integration.faults import losing_the_first_answer
 
 POST_LOTS = next(r for r in lots.router.routes if r.path == "/api/lots" and "POST" in r.methods)
 
@@ -234,3 +235,20 @@ def test_when_the_database_drops_every_connection_a_post_is_201_or_503_and_201_i
     last = client.post("/api/lots", json={"lot_code": "FO-LAST"}, headers=headers)
     assert last.status_code == 201, last.text
     assert row_of(app_container, "FO-LAST")["lot_code"] == "FO-LAST"
+
+
+def test_a_post_whose_commit_answer_was_lost_is_answered_201_with_its_own_lot(
+    client, auth, app_container, monkeypatch
+):
+    """The connection breaks after PostgreSQL committed the lot, before the answer came
+    back. The terminal gets the 201 for its lot, not a 409 for its own code."""
+    headers = auth(Role.OPERATOR)
+    assert client.get("/api/traceability/NONE", headers=headers).status_code == 404  # warm
+    lost = losing_the_first_answer(monkeypatch)
+
+    answer = client.post("/api/lots", json={"lot_code": "FP-LOST"}, headers=headers)
+
+    assert lost
+    assert answer.status_code == 201, answer.text
+    assert answer.content == orjson.dumps(legacy_shapes.lot(row_of(app_container, "FP-LOST")))
+    assert registrations_of(app_container, "FP-LOST") == 1

@@ -23,6 +23,7 @@ from ledger.group_commit import _wake
 from ledger.lot import LotCode
 from ledger.values import SYSTEM_ACTOR_ID
 from tests.integration.event_log import event_log
+from tests.integration.faults import losing_the_first_answer
 from tests.integration.lots import register
 
 
@@ -226,6 +227,57 @@ def test_a_loop_full_of_callers_commits_in_two_halves_that_overlap(container, le
     positions = [row[0] for row in log_of(container)]
     assert positions == list(range(positions[0], positions[0] + len(positions)))
     assert len({c.position for c in committed}) == 16
+    assert ledger.verify().intact
+
+
+def test_a_registration_whose_commit_answer_was_lost_gets_its_own_lot(
+    container, ledger, monkeypatch
+):
+    """The terminal must not be told that its own new lot's code is taken, nor that
+    nothing happened: the same events are sent again, clash with themselves, and the
+    caller gets the lot it registered, recorded once."""
+    lost = losing_the_first_answer(monkeypatch)
+
+    committed = asyncio.run(
+        ledger.register_lot_async(NewLot("RAW-ANSWER-LOST", "RAW"), actor_id=SYSTEM_ACTOR_ID)
+    )
+
+    assert lost, "the first batch committed and its answer was dropped"
+    assert committed.aggregate.lot_code == "RAW-ANSWER-LOST"
+    assert committed.position >= max(lost[0])
+    assert ledger.find_lot_by_code("RAW-ANSWER-LOST").id == committed.aggregate.id
+    topics = [row[2].rsplit(".", 1)[-1] for row in log_of(container)]
+    assert topics.count("Registered") == 1 and topics.count("Claimed") == 1
+    assert ledger.verify().intact
+
+
+def test_a_registration_whose_connection_broke_before_the_commit_is_committed_on_retry(
+    container, ledger, database_url
+):
+    """A failover cut the writer's connection while it was idle: the first send fails and
+    nothing is recorded; the second, on a new connection, records the lot."""
+    import psycopg  # noqa: PLC0415
+
+    stats = ledger.recorder.stats
+
+    async def register_after_the_cut() -> tuple:
+        first = await ledger.register_lot_async(NewLot("RAW-BEFORE-CUT", "RAW"), actor_id=None)
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            cut = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = 'flowviz-loop-writer'"
+                " AND datname = current_database()"
+            ).fetchone()[0]
+        assert cut >= 1
+        assert first.aggregate.lot_code == "RAW-BEFORE-CUT"
+        batches_before = stats.batches
+        after = await ledger.register_lot_async(NewLot("RAW-AFTER-CUT", "RAW"), actor_id=None)
+        return after, stats.batches - batches_before
+
+    after, batches = asyncio.run(register_after_the_cut())
+
+    assert batches == 2  # the one that met the cut connection, and the one that committed
+    assert ledger.find_lot_by_code("RAW-AFTER-CUT").id == after.aggregate.id
     assert ledger.verify().intact
 
 
