@@ -165,8 +165,7 @@ class Ledger(Application[UUID]):
                 claimant = self._claimant(new.lot_code)
                 if claimant == lot_id:  # by the first try, whose answer was lost
                     # Others may have used the lot since: the cache is left to load it.
-                    for listener in self.on_commit:
-                        listener(events)
+                    self._announce(events)
                     return Committed(lot, self.recorder.max_notification_id() or 0)
                 if claimant is not None:
                     raise LotCodeAlreadyExists(new.lot_code) from None
@@ -177,8 +176,7 @@ class Ledger(Application[UUID]):
         if self.repository.cache and not self.repository.fastforward:
             self.repository.cache.put(lot.id, lot)
             self.repository.cache.put(claim.id, claim)
-        for listener in self.on_commit:
-            listener(events)
+        self._announce(events)
         return Committed(lot, max(ids))
 
     def record_qc_decision(
@@ -390,10 +388,12 @@ class Ledger(Application[UUID]):
 
     def _save(self, *aggregates: object) -> int:
         recordings = self.save(*aggregates)  # type: ignore[arg-type]
-        committed = [r.domain_event for r in recordings]
+        self._announce([r.domain_event for r in recordings])
+        return max(r.notification.id for r in recordings)
+
+    def _announce(self, committed: list[Any]) -> None:
         for listener in self.on_commit:
             listener(committed)
-        return max(r.notification.id for r in recordings)
 
 
 class QcRecordAsDict(Transcoding):
