@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -208,23 +209,25 @@ def test_rebuild_refuses_while_a_server_projects(db_env, make_container):
 
 @pytest.fixture
 def serve() -> Iterator:
-    """Starts `flowviz serve` as a process; kills it if a test leaves it running."""
+    """Starts `flowviz serve` as a process; kills it, workers and all, if a test leaves it
+    running: a worker outliving a failed test keeps its connections, and the next tests
+    then find the database full."""
     started: list[subprocess.Popen] = []
 
     def start(env: dict[str, str], port: int, log: Path, *extra: str) -> subprocess.Popen:
         with log.open("w") as out:
             process = subprocess.Popen(
                 [*CLI, "serve", "--demo", "--port", str(port), "--log-level", "warning", *extra],
-                env=env, stdout=out, stderr=subprocess.STDOUT,
+                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )
         started.append(process)
         return process
 
     yield start
     for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # the group outlives a leader that exited
+        process.wait(10)
 
 
 def wait_healthy(base: str, process: subprocess.Popen, log: Path, timeout: float) -> None:
