@@ -419,7 +419,7 @@ class QcRecordAsDict(Transcoding):
 def _new_lot(
     new: NewLot, lot_id: UUID, parents: list[tuple[Lot, InputRef]], actor_id: UUID | None
 ) -> tuple[Lot, LotCode]:
-    lot = Lot(
+    lot = Lot.register(
         id=lot_id,
         lot_code=new.lot_code,
         lot_type=new.lot_type,
@@ -439,7 +439,7 @@ def _new_lot(
         ],
         actor_id=actor_id,
     )
-    return lot, LotCode(lot_code=new.lot_code, lot_id=lot_id, actor_id=actor_id)
+    return lot, LotCode.claim(lot_code=new.lot_code, lot_id=lot_id, actor_id=actor_id)
 
 
 def _check_parents_distinct(parents: list[tuple[Lot, InputRef]]) -> None:

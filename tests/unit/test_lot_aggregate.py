@@ -258,3 +258,51 @@ def test_a_claim_keeps_the_key_every_earlier_claim_was_stored_under(code):
     of the same code must land on the same key, or the code could be registered twice."""
     assert LotCode.id_for(code) == uuid5(NAMESPACE_URL, f"flowviz:lot-code:{code}")
     assert LotCode.id_for(code).version == 5
+
+
+# --- building without the library's argument matching ----------------------------------
+
+
+def test_registering_directly_records_the_same_event_as_calling_the_class():
+    fields = {
+        "id": uuid4(), "lot_code": "RAW-BEEF-1", "lot_type": "RAW", "production_run_id": None,
+        "phase_id": uuid4(), "operator_id": None, "weight_kg": Decimal("100.5"),
+        "temperature_c": Decimal("3.5"), "metadata_json": '{"k": 1}', "inputs": [],
+        "actor_id": uuid4(),
+    }
+    called, direct = Lot(**fields), Lot.register(**fields)
+
+    def recorded(lot: Lot) -> dict:
+        [created] = lot.collect_events()
+        return {k: v for k, v in vars(created).items() if k != "timestamp"} | {
+            "class": type(created)
+        }
+
+    assert recorded(direct) == recorded(called)
+    assert (direct.id, direct.version, direct.lot_code, direct.remaining_kg) == (
+        called.id, 1, "RAW-BEEF-1", Decimal("100.5")
+    )
+
+
+def test_registering_directly_still_refuses_a_missing_or_unknown_field():
+    with pytest.raises(TypeError):
+        Lot.register(id=uuid4(), lot_code="RAW-BEEF-1")
+    with pytest.raises(TypeError):
+        new_lot_fields = {"id": uuid4(), "lot_code": "X", "lot_type": None,
+                          "production_run_id": None, "phase_id": None, "operator_id": None,
+                          "weight_kg": None, "temperature_c": None, "metadata_json": "{}",
+                          "inputs": [], "actor_id": None, "colour": "red"}
+        Lot.register(**new_lot_fields)
+
+
+def test_claiming_directly_records_the_same_claim_under_the_same_key():
+    lot_id, actor = uuid4(), uuid4()
+    called = LotCode(lot_code="SUCUK-Ç-1", lot_id=lot_id, actor_id=actor)
+    direct = LotCode.claim(lot_code="SUCUK-Ç-1", lot_id=lot_id, actor_id=actor)
+
+    [a], [b] = called.collect_events(), direct.collect_events()
+    assert type(a) is type(b)
+    assert {k: v for k, v in vars(a).items() if k != "timestamp"} == {
+        k: v for k, v in vars(b).items() if k != "timestamp"
+    }
+    assert direct.id == LotCode.id_for("SUCUK-Ç-1")
