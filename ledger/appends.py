@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
@@ -67,15 +66,6 @@ class WriterStats:
             self.batches += 1
             self.appends += appends
             self.busy_seconds += seconds
-
-
-def pg_events(make: Callable[..., Any], appends: Sequence[Append]) -> list[Any]:
-    """The appends' events as the append function's composite type, in batch order."""
-    return [
-        make(e.originator_id, e.originator_version, e.topic, e.state)
-        for append in appends
-        for e in append.events
-    ]
 
 
 def on_clash(batch: list[Append], error: Exception) -> None:

@@ -44,8 +44,8 @@ from ledger.appends import (
     fail,
     hand_out,
     on_clash,
-    pg_events,
 )
+from ledger.event_array import EventArray, event_array_dumper
 from ledger.event_store import SETUP_LOCK, SETUP_UNLOCK
 from ledger.hash_chain import ADD_COLUMNS, APPEND_FUNCTION, HAS_COLUMNS, SEAL_UNHASHED
 from ledger.loop_writer import LoopWriter
@@ -61,6 +61,7 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
         self._loop_writers: dict[asyncio.AbstractEventLoop, LoopWriter] = {}
         self._closed = False
         self.stats = WriterStats()
+        self._dumper: type[Any] | None = None  # made once the composite type is known
         append_function = Identifier(f"{self.events_table_name}_append")
         self._add_hash_columns = SQL(ADD_COLUMNS).format(
             schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name)
@@ -151,7 +152,7 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
                 writer = self._loop_writers[loop] = LoopWriter(
                     loop,
                     connect_kwargs=self._connect_kwargs(),
-                    composite=self.datastore.psycopg_type_adapters[self.stored_event_type_name],
+                    dumper=self._event_array_dumper(),
                     append_sql=self._append_all,
                     stats=self.stats,
                     on_exit=self._forget_loop_writer,
@@ -238,10 +239,16 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
     def _append(self, conn: psycopg.Connection[Any], appends: Sequence[Append]) -> list[int]:
         # Lock, hash, insert and notify in one call (see create_table); with no transaction
         # open, the commit rides in the same round trip.
-        rows = conn.execute(
-            self._append_all, (pg_events(self.construct_pg_stored_event, appends),), prepare=True
-        ).fetchall()
+        conn.adapters.register_dumper(EventArray, self._event_array_dumper())
+        rows = conn.execute(self._append_all, (EventArray(appends),), prepare=True).fetchall()
         return [row["notification_id"] for row in rows]
+
+    def _event_array_dumper(self) -> type[Any]:
+        if self._dumper is None:
+            self._dumper = event_array_dumper(
+                self.datastore.psycopg_type_adapters[self.stored_event_type_name]
+            )
+        return self._dumper
 
     def _commit_together(self, batch: list[Append]) -> None:
         with self.datastore.get_connection() as conn:

@@ -33,7 +33,7 @@ from typing import Any
 import psycopg
 import psycopg.errors
 from eventsourcing.persistence import IntegrityError, OperationalError, PersistenceError
-from psycopg.types.composite import CompositeInfo, register_composite
+from psycopg.adapt import Dumper
 
 from ledger.appends import (
     MAX_BATCH,
@@ -43,8 +43,8 @@ from ledger.appends import (
     fail,
     hand_out,
     on_clash,
-    pg_events,
 )
+from ledger.event_array import EventArray
 
 IN_FLIGHT = 2
 MIN_SECOND_BATCH = 8
@@ -56,13 +56,13 @@ class LoopWriter:
         loop: asyncio.AbstractEventLoop,
         *,
         connect_kwargs: dict[str, Any],
-        composite: CompositeInfo,
+        dumper: type[Dumper],
         append_sql: str,
         stats: WriterStats,
         on_exit: Callable[[LoopWriter], None],
     ) -> None:
         self._connect_kwargs = connect_kwargs
-        self._composite = composite
+        self._dumper = dumper
         self._append_sql = append_sql
         self._stats = stats
         self._queue: deque[Append] = deque()
@@ -149,7 +149,7 @@ class LoopWriter:
         conn = self._conns[slot]
         if conn is None or conn.closed:
             conn = await psycopg.AsyncConnection.connect(**self._connect_kwargs, autocommit=True)
-            register_composite(self._composite, conn)
+            conn.adapters.register_dumper(EventArray, self._dumper)
             self._conns[slot] = conn
         return conn
 
@@ -162,8 +162,7 @@ class LoopWriter:
     async def _append(
         self, conn: psycopg.AsyncConnection[Any], appends: Sequence[Append]
     ) -> list[int]:
-        events = pg_events(self._composite.python_type, appends)  # type: ignore[arg-type]
-        cursor = await conn.execute(self._append_sql, (events,), prepare=True)
+        cursor = await conn.execute(self._append_sql, (EventArray(appends),), prepare=True)
         return [row[0] for row in await cursor.fetchall()]
 
     async def _commit_together(self, batch: list[Append], slot: int) -> None:
