@@ -109,6 +109,8 @@ class Ledger(Application[UUID]):
         lot_id = new.lot_id or new_id()
         self._check_inputs_refer_to_others(new, lot_id)
 
+        broken: list[OperationalError] = []
+
         def attempt() -> Committed[Lot]:
             # No look-up of the code first: the claim's insert is what decides, atomically.
             parents = [(self._input_lot(ref), ref) for ref in new.inputs]
@@ -118,7 +120,25 @@ class Ledger(Application[UUID]):
                 parent.consume(
                     child_lot_id=lot_id, quantity_kg=ref.quantity_used_kg, actor_id=actor_id
                 )
-            return Committed(lot, self._save(lot, claim, *(p for p, _ in parents)))
+            aggregates = [lot, claim, *(p for p, _ in parents)]
+            events = [e for a in aggregates for e in a.pending_events]
+            try:
+                return Committed(lot, self._save(*aggregates))
+            except OperationalError as error:
+                # The connection broke before the commit (nothing was recorded) or after
+                # it (only the answer was lost). Told as 503, the operator would register
+                # the mix again under a new code and draw its inputs twice. The code's
+                # claim tells which; a database still away fails this look-up too.
+                claimant = self._claimant(new.lot_code)
+                if claimant == lot_id:
+                    self._announce(events)
+                    return Committed(lot, self.recorder.max_notification_id() or 0)
+                if claimant is not None:
+                    raise LotCodeAlreadyExists(new.lot_code) from None
+                if broken:
+                    raise
+                broken.append(error)
+                return attempt()  # nothing was recorded: once more, on a new connection
 
         def on_conflict() -> None:
             if self.lot_code_taken(new.lot_code):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from decimal import Decimal
 
 import orjson
 import pytest
@@ -20,7 +21,10 @@ from api.routes import lots
 from ledger.values import Role
 from projections.queries import LOT_COLUMNS
 from tests.api.test_metrics import sample, scrape
-from tests.integration.faults import losing_the_first_answer
+from tests.integration.faults import (
+    losing_the_first_answer,
+    losing_the_writer_threads_first_answer,
+)
 
 POST_LOTS = next(r for r in lots.router.routes if r.path == "/api/lots" and "POST" in r.methods)
 
@@ -252,3 +256,33 @@ def test_a_post_whose_commit_answer_was_lost_is_answered_201_with_its_own_lot(
     assert answer.status_code == 201, answer.text
     assert answer.content == orjson.dumps(legacy_shapes.lot(row_of(app_container, "FP-LOST")))
     assert registrations_of(app_container, "FP-LOST") == 1
+
+
+def test_a_mix_whose_commit_answer_was_lost_is_answered_201_not_503(
+    client, auth, app_container, monkeypatch
+):
+    """A lot made of other lots is committed by the writer thread. Its answer lost, the
+    operator gets the 201 for the mix, and the raw beef is drawn once."""
+    headers = auth(Role.OPERATOR)
+    raw = client.post("/api/lots", json={"lot_code": "FP-RAW", "weight_kg": "50"},
+                      headers=headers)
+    assert raw.status_code == 201, raw.text
+    lost = losing_the_writer_threads_first_answer(monkeypatch)
+
+    answer = client.post(
+        "/api/lots",
+        json={"lot_code": "FP-MIX", "lot_type": "MIX",
+              "inputs": [{"lot_code": "FP-RAW", "quantity_used_kg": "20"}]},
+        headers=headers,
+    )
+
+    assert lost
+    assert answer.status_code == 201, answer.text
+    assert answer.content == orjson.dumps(legacy_shapes.lot(row_of(app_container, "FP-MIX")))
+    assert registrations_of(app_container, "FP-MIX") == 1
+    with app_container.read_pool.connection() as conn:
+        drawn = conn.execute(
+            "SELECT sum(quantity_used_kg) FROM lot_genealogy g JOIN lots p"
+            " ON p.id = g.parent_lot_id WHERE p.lot_code = 'FP-RAW'"
+        ).fetchone()[0]
+    assert drawn == Decimal("20")

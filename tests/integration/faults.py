@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
-from ledger import loop_writer
+from ledger import group_commit, loop_writer
 
 
 def losing_the_first_answer(monkeypatch) -> list:
@@ -22,3 +22,34 @@ def losing_the_first_answer(monkeypatch) -> list:
 
     monkeypatch.setattr(loop_writer.LoopWriter, "_append", commit_then_lose_the_answer)
     return lost
+
+
+def losing_the_writer_threads_first_answer(monkeypatch) -> list:
+    """The same for the writer thread, which commits for callers on threads (a lot made
+    of other lots, the CLI)."""
+    append, lost = group_commit.GroupCommitRecorder._append, []
+
+    def commit_then_lose_the_answer(self, conn, appends):
+        ids = append(self, conn, appends)
+        if not lost:
+            lost.append(ids)
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return ids
+
+    monkeypatch.setattr(group_commit.GroupCommitRecorder, "_append", commit_then_lose_the_answer)
+    return lost
+
+
+def breaking_the_writer_threads_first_send(monkeypatch) -> list:
+    """The writer thread's connection breaks before its first batch reaches PostgreSQL:
+    nothing of that batch is recorded."""
+    append, broken = group_commit.GroupCommitRecorder._append, []
+
+    def break_before_sending(self, conn, appends):
+        if not broken:
+            broken.append(len(appends))
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return append(self, conn, appends)
+
+    monkeypatch.setattr(group_commit.GroupCommitRecorder, "_append", break_before_sending)
+    return broken
