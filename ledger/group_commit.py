@@ -33,6 +33,7 @@ from eventsourcing.persistence import (
     StoredEvent,
 )
 from eventsourcing.postgres import PostgresApplicationRecorder
+from psycopg.adapt import Dumper
 from psycopg.sql import SQL, Identifier
 
 from ledger.appends import (
@@ -61,7 +62,7 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
         self._loop_writers: dict[asyncio.AbstractEventLoop, LoopWriter] = {}
         self._closed = False
         self.stats = WriterStats()
-        self._dumper: type[Any] | None = None  # made once the composite type is known
+        self._dumper: type[Dumper] | None = None  # made once the composite type is known
         append_function = Identifier(f"{self.events_table_name}_append")
         self._add_hash_columns = SQL(ADD_COLUMNS).format(
             schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name)
@@ -237,13 +238,14 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
         _wake(batch)
 
     def _append(self, conn: psycopg.Connection[Any], appends: Sequence[Append]) -> list[int]:
-        # Lock, hash, insert and notify in one call (see create_table); with no transaction
-        # open, the commit rides in the same round trip.
+        # Hash, lock, insert and notify in one call (see create_table); with no transaction
+        # open, the commit rides in the same round trip. The library's pool hands out the
+        # connection: the dumper is registered on it here, a dictionary entry once set.
         conn.adapters.register_dumper(EventArray, self._event_array_dumper())
         rows = conn.execute(self._append_all, (EventArray(appends),), prepare=True).fetchall()
         return [row["notification_id"] for row in rows]
 
-    def _event_array_dumper(self) -> type[Any]:
+    def _event_array_dumper(self) -> type[Dumper]:
         if self._dumper is None:
             self._dumper = event_array_dumper(
                 self.datastore.psycopg_type_adapters[self.stored_event_type_name]

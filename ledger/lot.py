@@ -65,8 +65,8 @@ class Lot(Aggregate):
     @classmethod
     def register(cls, **fields: Any) -> Lot:
         """`Lot(**fields)` without the library's matching of the arguments to `__init__`'s
-        signature, which was 40% of building a raw lot. The event's own fields still
-        refuse a name that is missing or unknown."""
+        signature: with `LotCode.claim`, a sixth fewer instructions to build a raw lot and
+        its claim. The event's own fields still refuse a name that is missing or unknown."""
         return cls._create(cls.Registered, **fields)
 
     @property
