@@ -494,29 +494,50 @@ def test_the_projector_keeps_planner_statistics_as_the_read_tables_grow(
     assert jit == "off"
 
 
-def test_an_append_committed_before_the_subscription_listens_is_still_projected(
+def test_an_append_committed_while_the_projector_starts_to_listen_is_still_projected(
     container, ledger
 ):
-    """The subscription's first pull and its LISTEN run in two threads. A lot registered
-    between them sends its notification to nobody; the projector must still see it,
-    not wait for the plant's next registration (in a quiet hour, that may be long)."""
-    import threading  # noqa: PLC0415
+    """A lot registered just before the projector listens sends its notification to
+    nobody; the projector must still see it, not wait for the plant's next registration
+    (in a quiet hour, that may be long)."""
 
-    from projections.projector import BatchingSubscription  # noqa: PLC0415
-
-    class SlowToListen(BatchingSubscription):
-        def _listen(self) -> None:
-            time.sleep(0.5)  # the first pull (of an empty log) has long run by now
+    class RegisteringJustBeforeListening(ProjectorRunner):
+        def _listen(self, conn) -> None:
             ledger.register_lot(NewLot("RAW-LATE", "RAW"), actor_id=None)
-            super()._listen()
+            super()._listen(conn)
 
-    got: list = []
-    with SlowToListen(recorder=ledger.recorder, gt=0) as subscription:
-        reader = threading.Thread(target=lambda: got.append(subscription.next_batch(10)))
-        reader.start()
-        reader.join(5)
-        subscription.stop()
-    reader.join(5)
+    runner = RegisteringJustBeforeListening(
+        projector_like(container), container.conninfo, retry_seconds=0.1
+    )
+    runner.start()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not lots_named(container, "RAW-LATE"):
+            time.sleep(0.05)
+    finally:
+        runner.stop()
 
-    assert got, "the registration was never pulled"
-    assert [n.topic.rpartition(".")[2] for n in got[0]] == ["Registered", "Claimed"]
+    assert lots_named(container, "RAW-LATE") == 1
+    assert runner.failures == 0
+
+
+def test_a_running_projector_follows_registrations_as_they_commit(container, ledger):
+    """Listening, pulling and applying in one thread: each registration is projected
+    without another one to push it along."""
+    runner = ProjectorRunner(projector_like(container), container.conninfo, retry_seconds=0.1)
+    runner.start()
+    try:
+        assert runner.active.wait(10)
+        for n in range(3):
+            ledger.register_lot(NewLot(f"RAW-FOLLOWED-{n}", "RAW"), actor_id=None)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not lots_named(container, f"RAW-FOLLOWED-{n}"):
+                time.sleep(0.02)
+            assert lots_named(container, f"RAW-FOLLOWED-{n}") == 1
+    finally:
+        runner.stop()
+    assert runner.failures == 0
+
+
+def lots_named(container, code: str) -> int:
+    return scalar(container, "SELECT count(*) FROM lots WHERE lot_code = %s", code)
