@@ -9,6 +9,7 @@ it runs, and checks before each batch that the lock's connection is still alive.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -313,25 +314,38 @@ class ProjectorRunner:
         recorder = projector.recorder
         with recorder.datastore.get_connection() as listening:
             self._listen(listening)
-            # Read after LISTEN: an append committed before it is in the first pull, one
-            # committed after it also sends a notification.
-            position = projector.position()
-            while not self._stopping.is_set():
-                batch = recorder.select_notifications(
-                    start=position, limit=projector.batch_size, inclusive_of_start=False
-                )
-                if batch:
-                    lock.check()
-                    position = projector.apply(batch)
-                    continue
-                # Nothing new: wait for a notification, at most 0.1 s so that a stop is
-                # seen; then take the others already queued, since one pull covers them.
-                notified = False
-                for _ in listening.notifies(timeout=0.1, stop_after=1):
-                    notified = True
-                if notified:
+            try:
+                self._pull_and_apply(lock, listening)
+            finally:
+                # The connection goes back to the library's pool: listening there, it would
+                # keep every notification it happened to read, in an unbounded backlog.
+                with contextlib.suppress(Exception):
+                    listening.execute("UNLISTEN *")
                     for _ in listening.notifies(timeout=0):
                         pass
+
+    def _pull_and_apply(self, lock: ProjectorLock, listening: psycopg.Connection[Any]) -> None:
+        projector = self.projector
+        recorder = projector.recorder
+        # Read after LISTEN: an append committed before it is in the first pull, one
+        # committed after it also sends a notification.
+        position = projector.position()
+        while not self._stopping.is_set():
+            batch = recorder.select_notifications(
+                start=position, limit=projector.batch_size, inclusive_of_start=False
+            )
+            if batch:
+                lock.check()
+                position = projector.apply(batch)
+                continue
+            # Nothing new: wait for a notification, at most 0.1 s so that a stop is
+            # seen; then take the others already queued, since one pull covers them.
+            notified = False
+            for _ in listening.notifies(timeout=0.1, stop_after=1):
+                notified = True
+            if notified:
+                for _ in listening.notifies(timeout=0):
+                    pass
 
     def _listen(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute(SQL("LISTEN {0}").format(Identifier(self.projector.recorder.channel_name)))

@@ -541,3 +541,33 @@ def test_a_running_projector_follows_registrations_as_they_commit(container, led
 
 def lots_named(container, code: str) -> int:
     return scalar(container, "SELECT count(*) FROM lots WHERE lot_code = %s", code)
+
+
+def test_a_stopped_projector_leaves_no_connection_of_the_pool_listening(container, ledger):
+    """Its listening connection goes back to the ledger's pool; still listening, it would
+    keep every notification it read while serving others, without bound."""
+    runner = ProjectorRunner(projector_like(container), container.conninfo, retry_seconds=0.1)
+    runner.start()
+    try:
+        assert runner.active.wait(10)
+        ledger.register_lot(NewLot("RAW-HEARD", "RAW"), actor_id=None)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not lots_named(container, "RAW-HEARD"):
+            time.sleep(0.02)
+    finally:
+        runner.stop()
+    assert lots_named(container, "RAW-HEARD") == 1
+
+    pool = ledger.recorder.datastore.pool
+    idle = [pool.getconn() for _ in range(pool.get_stats()["pool_available"])]
+    try:
+        listening = [  # the library's pool gives rows as dicts
+            conn.execute("SELECT count(*) AS channels FROM pg_listening_channels()")
+            .fetchone()["channels"]
+            for conn in idle
+        ]
+    finally:
+        for conn in idle:
+            pool.putconn(conn)
+    assert idle, "the projector's connections went back to the pool"
+    assert listening == [0] * len(idle)
