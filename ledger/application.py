@@ -129,12 +129,9 @@ class Ledger(Application[UUID]):
                 # it (only the answer was lost). Told as 503, the operator would register
                 # the mix again under a new code and draw its inputs twice. The code's
                 # claim tells which; a database still away fails this look-up too.
-                claimant = self._claimant(new.lot_code)
-                if claimant == lot_id:
-                    self._announce(events)
-                    return Committed(lot, self.recorder.max_notification_id() or 0)
-                if claimant is not None:
-                    raise LotCodeAlreadyExists(new.lot_code) from None
+                own = self._own_commit(new.lot_code, lot, events)
+                if own is not None:
+                    return own
                 if broken:
                     raise
                 broken.append(error)
@@ -182,13 +179,9 @@ class Ledger(Application[UUID]):
             # sends the writer's whole batch down its slower path) or no lot (some other
             # clash: retried, with the same lot id so that a retry cannot register it twice).
             def after_clash() -> Committed[Lot]:
-                claimant = self._claimant(new.lot_code)
-                if claimant == lot_id:  # by the first try, whose answer was lost
-                    # Others may have used the lot since: the cache is left to load it.
-                    self._announce(events)
-                    return Committed(lot, self.recorder.max_notification_id() or 0)
-                if claimant is not None:
-                    raise LotCodeAlreadyExists(new.lot_code) from None
+                own = self._own_commit(new.lot_code, lot, events)
+                if own is not None:
+                    return own
                 return self.register_lot(replace(new, lot_id=lot_id), actor_id=actor_id)
 
             return await run_blocking(after_clash)
@@ -279,6 +272,19 @@ class Ledger(Application[UUID]):
 
     def lot_code_taken(self, lot_code: str) -> bool:
         return self._claimant(lot_code) is not None
+
+    def _own_commit(self, lot_code: str, lot: Lot, events: list[Any]) -> Committed[Lot] | None:
+        """After a try whose outcome is unknown, who holds the code tells: this very lot
+        (the try committed, only its answer was lost), another lot (refused), or none
+        (nothing was recorded: None)."""
+        claimant = self._claimant(lot_code)
+        if claimant == lot.id:
+            # Others may have used the lot since: it is not put in the cache.
+            self._announce(events)
+            return Committed(lot, self.recorder.max_notification_id() or 0)
+        if claimant is not None:
+            raise LotCodeAlreadyExists(lot_code) from None
+        return None
 
     def _claimant(self, lot_code: str) -> UUID | None:
         """The id of the lot that holds the code, if any lot does."""

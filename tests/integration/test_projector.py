@@ -511,9 +511,7 @@ def test_an_append_committed_while_the_projector_starts_to_listen_is_still_proje
     )
     runner.start()
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not lots_named(container, "RAW-LATE"):
-            time.sleep(0.05)
+        wait_for_lot(container, "RAW-LATE")
     finally:
         runner.stop()
 
@@ -530,9 +528,7 @@ def test_a_running_projector_follows_registrations_as_they_commit(container, led
         assert runner.active.wait(10)
         for n in range(3):
             ledger.register_lot(NewLot(f"RAW-FOLLOWED-{n}", "RAW"), actor_id=None)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and not lots_named(container, f"RAW-FOLLOWED-{n}"):
-                time.sleep(0.02)
+            wait_for_lot(container, f"RAW-FOLLOWED-{n}")
             assert lots_named(container, f"RAW-FOLLOWED-{n}") == 1
     finally:
         runner.stop()
@@ -543,6 +539,13 @@ def lots_named(container, code: str) -> int:
     return scalar(container, "SELECT count(*) FROM lots WHERE lot_code = %s", code)
 
 
+def wait_for_lot(container, code: str, seconds: float = 10) -> None:
+    """Until a running projector has the lot in `lots`, or the time is up."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not lots_named(container, code):
+        time.sleep(0.02)
+
+
 def test_a_stopped_projector_leaves_no_connection_of_the_pool_listening(container, ledger):
     """Its listening connection goes back to the ledger's pool; still listening, it would
     keep every notification it read while serving others, without bound."""
@@ -551,9 +554,7 @@ def test_a_stopped_projector_leaves_no_connection_of_the_pool_listening(containe
     try:
         assert runner.active.wait(10)
         ledger.register_lot(NewLot("RAW-HEARD", "RAW"), actor_id=None)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not lots_named(container, "RAW-HEARD"):
-            time.sleep(0.02)
+        wait_for_lot(container, "RAW-HEARD")
     finally:
         runner.stop()
     assert lots_named(container, "RAW-HEARD") == 1
