@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
+from fastapi.telemetry import TelemetryConfig
 from starlette.routing import BaseRoute
 
 from api.composition import Container
@@ -16,6 +17,8 @@ from api.metrics import HttpMetricsMiddleware
 from api.responses import LegacyJSONResponse
 from api.routes import audit, auth, genealogy, health, lot_browser, lots
 from api.settings import Settings, get_settings
+
+_NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
 def create_app(settings: Settings | None = None, container: Container | None = None) -> FastAPI:
@@ -34,12 +37,15 @@ def create_app(settings: Settings | None = None, container: Container | None = N
             if owned:
                 built.close()
 
+    # Off, every part of FastAPI's native telemetry is off; on, its defaults (all on).
+    telemetry = None if built.settings.flowviz_opentelemetry else _NO_TELEMETRY
     app = FastAPI(
         title="FlowViz Ledger",
         version="0.1.0",
         description="Traceability ledger: lots, genealogy and QC decisions as immutable events.",
         lifespan=lifespan,
         default_response_class=LegacyJSONResponse,
+        telemetry=telemetry,
     )
     app.state.container = built
     install_error_handlers(app)

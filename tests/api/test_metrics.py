@@ -197,3 +197,15 @@ def test_the_group_commit_writer_shows_its_batches_and_busy_time(client, auth):
     assert moved("flowviz_ledger_appends_total") == 3
     assert 1 <= moved("flowviz_ledger_append_batches_total") <= 3
     assert moved("flowviz_ledger_writer_busy_seconds_total") > 0
+
+
+def test_fastapi_native_telemetry_is_off_unless_the_deployment_asks_for_it(make_container):
+    """The service's metrics are Prometheus's. FastAPI's own OpenTelemetry, which looks
+    for a configured provider on every request, runs only under FLOWVIZ_OPENTELEMETRY."""
+    from api.main import create_app  # noqa: PLC0415
+
+    parts = ("tracing", "metrics", "logs")
+    off = create_app(container=make_container())
+    on = create_app(container=make_container(flowviz_opentelemetry=True))
+    assert not any(off._telemetry[part] for part in parts)
+    assert all(on._telemetry[part] for part in parts)
