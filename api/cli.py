@@ -24,6 +24,7 @@ from api.embedded_db import EmbeddedPostgres
 from api.settings import ConfigurationError, Settings, get_settings
 from ledger.errors import LedgerError
 from ledger.values import SYSTEM_ACTOR_ID, Role
+from projections.db import free_connections
 from projections.projector import ProjectorLock
 
 app = typer.Typer(help="FlowViz Ledger: traceability as an immutable event log.", no_args_is_help=True)
@@ -100,6 +101,35 @@ def _projector_beside(workers: int, settings: Settings) -> Iterator[None]:
             os.environ["FLOWVIZ_RUN_PROJECTOR"] = before
 
 
+# Connections a process opens beyond its three pools: a worker's two loop-writer
+# connections and its watermark listener, or the projector's lock and listener.
+_OUTSIDE_POOLS = 3
+
+
+def pool_size_within(free: int, processes: int, wanted: int) -> int:
+    """The largest pool size up to `wanted` (and at least 2) with which `processes`
+    processes, each with three pools and a few connections of its own, fit in `free`."""
+    per_process = free // max(1, processes)
+    return max(2, min(wanted, (per_process - _OUTSIDE_POOLS) // 3))
+
+
+def _fit_pools(settings: Settings, workers: int) -> Settings:
+    """Four workers with the default pools could ask for more connections than
+    PostgreSQL's default limit of 100, and requests would then fail under load."""
+    assert settings.database_url is not None
+    processes = workers + (1 if workers > 1 and settings.flowviz_run_projector else 0)
+    free = free_connections(settings.database_url)
+    size = pool_size_within(free, processes, settings.db_pool_size)
+    if size == settings.db_pool_size:
+        return settings
+    console.print(
+        f"DB_POOL_SIZE {settings.db_pool_size} -> {size}: {processes} processes of three"
+        f" pools each must fit in the {free} connections PostgreSQL has free"
+    )
+    os.environ["DB_POOL_SIZE"] = str(size)  # read by the workers' settings
+    return settings.model_copy(update={"db_pool_size": size})
+
+
 def _settings() -> Settings:
     try:
         settings = get_settings()
@@ -130,6 +160,7 @@ def serve(
         settings = get_settings()
     _exit_on_sigterm()
     with database(settings) as settings:
+        settings = _fit_pools(settings, workers)
         container = Container(settings, run_projector=False)
         try:
             if demo:

@@ -73,8 +73,13 @@ class Container:
         url, schema = settings.database_url, settings.database_schema
         if schema != "public":
             ensure_schema(url, schema)
+        # The library keeps its pool's minimum open for good: two, not the whole pool, so
+        # that idle workers do not hold what a busy one or another process may need.
+        kept = min(2, settings.db_pool_size)
         self.ledger = Ledger(
-            env=postgres_env(url, schema=schema, pool_size=settings.db_pool_size)
+            env=postgres_env(
+                url, schema=schema, pool_size=kept, max_overflow=settings.db_pool_size - kept
+            )
         )
         self.conninfo = schema_conninfo(url, schema)
         self.read_pool: ConnectionPool = open_pool(

@@ -39,7 +39,10 @@ class Settings(BaseSettings):
     flowviz_read_your_writes_timeout: float = 2.0
     flowviz_run_projector: bool = True
     bcrypt_rounds: int = 12
-    db_pool_size: int = 10
+    # The most connections each of a process's three pools may hold (the ledger's, the read
+    # side's, the event loop's reads); `serve` lowers it until all its processes fit in the
+    # connections PostgreSQL has free.
+    db_pool_size: Annotated[int, Field(ge=2)] = 10
     # FastAPI's own OpenTelemetry spans and metrics, for a deployment that configures an
     # OpenTelemetry SDK. Off, FastAPI skips its look for a configured provider, which cost
     # every request about 7 us; the service's metrics are Prometheus's (/metrics).

@@ -45,3 +45,15 @@ async def open_async_pool(conninfo: str, *, max_size: int = 10, name: str) -> As
     )
     await pool.open(wait=True, timeout=30)
     return pool
+
+
+def free_connections(conninfo: str) -> int:
+    """Connections the server can still accept from ordinary roles: its limit, less those
+    kept for superusers, less every session open now (any database, any client)."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT current_setting('max_connections')::int"
+            " - current_setting('superuser_reserved_connections')::int"
+            " - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')"
+        ).fetchone()
+    return max(0, int(row[0])) if row else 0

@@ -277,9 +277,10 @@ def test_two_workers_share_one_projector_and_one_set_of_metrics(
 ):
     """With two HTTP workers, every lot is readable at once whichever worker answers,
     exactly one projector holds the lock, and any worker's /metrics counts all lots.
-    The projector runs in the serving process itself, beside (not inside) the workers."""
+    The projector runs in the serving process itself, beside (not inside) the workers.
+    Pools asked too large for the server are cut down until all three processes fit."""
     port, log = free_port(), tmp_path / "serve.log"
-    process = serve(db_env, port, log, "--workers", "2")
+    process = serve({**db_env, "DB_POOL_SIZE": "5000"}, port, log, "--workers", "2")
     base = f"http://127.0.0.1:{port}"
     wait_healthy(base, process, log, timeout=60)
     token = httpx.post(f"{base}/api/login", json={"email": "admin@flowviz.com"}).json()["token"]
@@ -305,6 +306,7 @@ def test_two_workers_share_one_projector_and_one_set_of_metrics(
         ).fetchall()
     assert holders == [(f"flowviz-projector:{process.pid}",)]
     stop(process, log)
+    assert re.search(r"DB_POOL_SIZE 5000 -> \d+: 3 processes", log.read_text())
 
 
 def _await_sample(http: httpx.Client, name: str, at_least: float, timeout: float = 5) -> float:
