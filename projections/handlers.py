@@ -7,9 +7,12 @@ So an event applied twice changes nothing, tracking or not.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from decimal import Decimal
 from typing import Any, NamedTuple
 from uuid import UUID, uuid5
+
+import orjson
 
 from ledger.lot import Lot
 from ledger.user import User
@@ -26,17 +29,44 @@ RenderLot = Callable[[Lot.Registered], str]
 
 
 # Inserts are declared with their columns' types: one row per event as a statement,
-# and a whole batch's rows of a table as one INSERT ... SELECT FROM unnest(arrays).
-BULK_INSERTS: dict[str, str] = {}
+# and a whole batch's rows of a table as one INSERT ... SELECT FROM json_to_recordset.
+class BulkInsert(NamedTuple):
+    sql: str
+    columns: tuple[str, ...]
+
+
+BULK_INSERTS: dict[str, BulkInsert] = {}
+
+
+def _exact(value: object) -> str:
+    if isinstance(value, Decimal):
+        return str(value)  # its digits and scale, as numeric's input reads them back
+    raise TypeError(f"no JSON form for a {type(value).__name__} in a read-table row")
+
+
+def rows_as_json(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """The rows of one bulk insert, as `json_to_recordset` reads them."""
+    records = [dict(zip(columns, row, strict=True)) for row in rows]
+    return orjson.dumps(records, default=_exact).decode()
 
 
 def _insert(table: str, conflict: str, columns: str) -> str:
     names, types = zip(*(c.split(":") for c in columns.split()), strict=True)
     cols, target = ", ".join(names), f"ON CONFLICT ({conflict}) DO NOTHING"
     one = ", ".join(f"%s::{t}" for t in types)
-    many = ", ".join(f"%b::{t}[]" for t in types)  # binary: no per-element escaping
     sql = f"INSERT INTO {table} ({cols}) VALUES ({one}) {target}"
-    BULK_INSERTS[sql] = f"INSERT INTO {table} ({cols}) SELECT * FROM unnest({many}) {target}"
+    # A batch's rows go as one JSON document, written by orjson in C: psycopg's binary
+    # array dumpers walked every value of every column in Python. Each value reaches its
+    # column through the column type's own input function, as a one-row insert's text
+    # parameter does; a jsonb column's value is JSON text, so it is read as text and cast.
+    typed = list(zip(names, types, strict=True))
+    record = ", ".join(f"{n} {'text' if t == 'jsonb' else t}" for n, t in typed)
+    values = ", ".join(f"{n}::jsonb" if t == "jsonb" else n for n, t in typed)
+    BULK_INSERTS[sql] = BulkInsert(
+        f"INSERT INTO {table} ({cols}) SELECT {values}"
+        f" FROM json_to_recordset(%s::json) AS r({record}) {target}",
+        names,
+    )
     return sql
 
 

@@ -25,7 +25,7 @@ from eventsourcing.utils import resolve_topic
 from psycopg.sql import SQL, Identifier
 from psycopg_pool import ConnectionPool
 
-from projections.handlers import BULK_INSERTS, Op, RenderLot, handles, ops_for
+from projections.handlers import BULK_INSERTS, Op, RenderLot, handles, ops_for, rows_as_json
 from projections.schema import analyze_read_tables, truncate_read_tables
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def apply_ops(conn: psycopg.Connection[Any], ops: Sequence[Op]) -> None:
                 if len(params) == 1:
                     cur.execute(sql, params[0])
                 elif bulk is not None:
-                    cur.execute(bulk, [list(column) for column in zip(*params, strict=True)])
+                    cur.execute(bulk.sql, (rows_as_json(bulk.columns, params),))
                 else:
                     cur.executemany(sql, params)
 

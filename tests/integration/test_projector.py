@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from eventsourcing.persistence import Notification
@@ -217,6 +218,49 @@ def test_applying_the_same_events_twice_without_tracking_changes_nothing(contain
     assert snapshot(container) == once
     # RAW-BEEF-1 100 kg, RAW-BEEF-2 30 kg, MIX-1 35 kg, MIX-2 35 kg: counted once each.
     assert scalar(container, "SELECT sum(consumed_kg) FROM lot_state") == Decimal(200)
+
+
+def rows_as_text(container) -> dict[str, list[str]]:
+    """Every read table's rows as PostgreSQL prints them: a numeric's scale, a time's
+    microseconds and a JSON document's text show, where Python's equality would not."""
+    with container.read_pool.connection() as conn:
+        return {
+            table: sorted(r[0] for r in conn.execute(f"SELECT t::text FROM {table} t"))
+            for table in READ_TABLES
+        }
+
+
+def test_a_batch_stores_each_row_exactly_as_a_lone_row_is_stored(container, ledger):
+    """A batch's rows of a table go in together as one JSON document, a lone row as
+    typed parameters: the tables must read the same either way. Lots with a Unicode
+    code, trailing and exponent decimals, freezer temperatures, JSON metadata and empty
+    fields, a mix of them, and a QC decision with notes."""
+    heavy = ledger.register_lot(NewLot(
+        lot_code="DÖNER-Spieß-€-1", lot_type="RAW", weight_kg=Decimal("100.50"),
+        temperature_c=Decimal("-18.125"), production_run_id=uuid4(), phase_id=uuid4(),
+        operator_id=uuid4(),
+        metadata_json='{"z": 1.50, "a": ["ü", null, true], "nested": {"kg": "1E+2"}}',
+    ), actor_id=SYSTEM_ACTOR_ID)
+    ledger.register_lot(NewLot(lot_code="BARE-1"), actor_id=SYSTEM_ACTOR_ID)
+    register(ledger, "RAW-2", "RAW", "1E+2")
+    register(ledger, "MIX-Ω", "MIX", "0.0010", ("DÖNER-Spieß-€-1", "0.0005"), ("RAW-2", "7.10"))
+    ledger.record_qc_decision(NewQcDecision(
+        lot_id=heavy.aggregate.id, decision="HOLD", notes="Temperatur über −18 °C gemessen",
+        temperature_c=Decimal("-17.90"), digital_signature="sig:ä",
+    ), actor_id=SYSTEM_ACTOR_ID)
+    ops = [op for n in all_notifications(container) for op in container.projector.ops_for(n)]
+
+    with container.read_pool.connection() as conn, conn.transaction():
+        apply_ops(conn, ops)
+    together = rows_as_text(container)
+    with container.read_pool.connection() as conn, conn.transaction():
+        truncate_read_tables(conn, container.projector.name)
+        for op in ops:
+            apply_ops(conn, [op])
+
+    assert rows_as_text(container) == together
+    assert len(together["lots"]) == 4 and len(together["lot_genealogy"]) == 2
+    assert any("100.50" in row and "-18.125" in row for row in together["lots"])
 
 
 def test_replaying_an_old_consumption_after_a_newer_qc_decision_changes_nothing(
