@@ -22,11 +22,12 @@ import psycopg
 from eventsourcing.persistence import Mapper, Notification
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import resolve_topic
+from psycopg.pq import TransactionStatus
 from psycopg.sql import SQL, Identifier
 from psycopg_pool import ConnectionPool
 
 from projections.handlers import BULK_INSERTS, Op, RenderLot, handles, ops_for, rows_as_json
-from projections.schema import analyze_read_tables, truncate_read_tables
+from projections.schema import TRACKING_MOVED, analyze_read_tables, truncate_read_tables
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,15 @@ def apply_ops(conn: psycopg.Connection[Any], ops: Sequence[Op]) -> None:
 
 
 _READ_POSITION = "SELECT position FROM projection_tracking WHERE name = %s"
+_ADVANCE = "SELECT projection_advance(%s, %s, %s, %s, %s)"
+
+
+def _roll_back(conn: psycopg.Connection[Any]) -> None:
+    """Ends a batch's failed or unfinished transaction; a broken connection ends it
+    itself, and the pool then drops that connection."""
+    if conn.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
+        with contextlib.suppress(psycopg.Error):
+            conn.execute("ROLLBACK")
 
 
 def read_position(conn: psycopg.Connection[Any], name: str) -> int:
@@ -185,8 +195,8 @@ class Projector:
     def apply(self, notifications: Sequence[Notification]) -> int:
         """Applies one batch in one transaction; returns the position afterwards.
 
-        Pipelined: the batch's statements, the tracking update and the notification go in
-        one round trip, and the commit in a second. The tracking row moves only from the
+        Pipelined: the batch's statements, the tracking update, the notification and the
+        commit go in one round trip. The tracking row moves only from the
         position this projector last saw: if another projector moved it first, nothing of
         this batch is kept and the batch is filtered again from the new position.
         """
@@ -223,21 +233,27 @@ class Projector:
     def _commit(
         self, ops: list[Op], expected: int, position: int, fresh: list[Notification]
     ) -> None:
-        with self.pool.connection() as conn, conn.pipeline() as pipeline, conn.transaction():
-            apply_ops(conn, ops)
-            # The notification rides on the tracking row's update: one statement fewer per
-            # batch, and it is queued only if the row moved (and sent only at commit).
-            moved = conn.execute(
-                "UPDATE projection_tracking SET position = %s, updated_at = now()"
-                " WHERE name = %s AND position = %s RETURNING position, pg_notify(%s, %s)",
-                (position, self.name, expected,
-                 PROJECTED_CHANNEL, f"{self.schema}:{self.name}:{position}"),
-            )
-            pipeline.sync()
-            if moved.fetchone() is None:
-                raise _TrackingMoved
-            if self.before_commit is not None:
-                self.before_commit(fresh)
+        # One round trip: BEGIN, the batch's statements, the tracking row's move and COMMIT
+        # go out together and are read back at one sync (psycopg's transaction() inside a
+        # pipeline synced where it opened and again where it closed: three round trips).
+        with self.pool.connection() as conn:
+            try:
+                with conn.pipeline():
+                    conn.execute("BEGIN")
+                    apply_ops(conn, ops)
+                    conn.execute(
+                        _ADVANCE,
+                        (self.name, expected, position,
+                         PROJECTED_CHANNEL, f"{self.schema}:{self.name}:{position}"),
+                    )
+                    if self.before_commit is not None:
+                        self.before_commit(fresh)
+                    conn.execute("COMMIT")
+            except BaseException as e:
+                _roll_back(conn)
+                if isinstance(e, psycopg.Error) and e.sqlstate == TRACKING_MOVED:
+                    raise _TrackingMoved from None
+                raise
 
     def rebuild(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Empties the read tables and replays the whole log. Hold the projector lock."""

@@ -90,7 +90,27 @@ CREATE TABLE IF NOT EXISTS projection_tracking (
     position bigint NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- Moves a projection to the position its batch reached, only from the position the
+-- batch was filtered against, and announces it at commit. If another projector moved it
+-- first, the error fails the batch's whole transaction on the server, in the round trip
+-- that carries the batch's rows and its commit.
+CREATE OR REPLACE FUNCTION projection_advance(
+    p_name text, p_expected bigint, p_position bigint, p_channel text, p_payload text
+) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE projection_tracking SET position = p_position, updated_at = now()
+     WHERE name = p_name AND position = p_expected;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'projection % is no longer at position %', p_name, p_expected
+            USING ERRCODE = 'FV001';
+    END IF;
+    PERFORM pg_notify(p_channel, p_payload);
+END $$;
 """
+
+# The SQLSTATE projection_advance raises when another projector moved the position first.
+TRACKING_MOVED = "FV001"
 
 
 def create_read_tables(conn: Connection) -> None:

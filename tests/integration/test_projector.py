@@ -15,12 +15,14 @@ from decimal import Decimal
 from typing import Any
 from uuid import uuid4
 
+import psycopg
 import pytest
 from eventsourcing.persistence import Notification
+from psycopg.pq import TransactionStatus
 
 from ledger.commands import NewLot, NewQcDecision
 from ledger.values import SYSTEM_ACTOR_ID
-from projections.handlers import HANDLERS
+from projections.handlers import HANDLERS, Op
 from projections.projector import Projector, ProjectorRunner, apply_ops
 from projections.schema import READ_TABLES, truncate_read_tables
 from tests.integration.lots import register as register_lot
@@ -187,6 +189,34 @@ def test_a_crash_between_apply_and_commit_loses_nothing_and_duplicates_nothing(
     assert sorted(r[1] for r in rows["lots"]) == ["MIX-1", "RAW-BEEF-1", "RAW-BEEF-2"]
     assert len(rows["lot_genealogy"]) == len(rows["lot_edges"]) == 2
     assert sorted(r[4] for r in rows["lot_state"]) == [0, Decimal(30), Decimal(40)]
+
+
+class FailingLastStatement(Projector):
+    """A batch whose last statement the database refuses, after all its rows went in."""
+
+    def ops_for(self, notification: Notification) -> list[Op]:
+        return [*super().ops_for(notification), Op("SELECT 1 / 0", ())]
+
+
+def test_a_batch_the_database_refuses_midway_leaves_nothing_and_no_open_transaction(
+    container, ledger
+):
+    """A batch's statements, its tracking move and its commit travel together: when one
+    statement fails on the server, the rows already inserted go too, the position stays,
+    and the connection goes back to the pool out of its failed transaction."""
+    receive_and_mix(ledger)
+    failing = projector_like(container, FailingLastStatement)
+
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        failing.apply(all_notifications(container))
+
+    assert container.projector.position() == 0
+    assert all(rows == [] for rows in snapshot(container).values())
+    for _ in range(3):  # every connection the pool holds is usable again
+        with container.read_pool.connection() as conn:
+            assert conn.info.transaction_status == TransactionStatus.IDLE
+    assert projector_like(container).catch_up() == head(container)
+    assert scalar(container, "SELECT count(*) FROM lots") == 3
 
 
 def test_a_batch_already_applied_is_skipped_by_tracking(container, ledger):
