@@ -306,7 +306,7 @@ def test_two_workers_share_one_projector_and_one_set_of_metrics(
         ).fetchall()
     assert holders == [(f"flowviz-projector:{process.pid}",)]
     stop(process, log)
-    assert re.search(r"DB_POOL_SIZE 5000 -> \d+: 3 processes", log.read_text())
+    assert re.search(r"DB_POOL_SIZE 5000 -> \d+: 2 workers and the projector", log.read_text())
 
 
 def _await_sample(http: httpx.Client, name: str, at_least: float, timeout: float = 5) -> float:

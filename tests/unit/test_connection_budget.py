@@ -1,4 +1,5 @@
-"""`serve` fits every process's pools into the connections PostgreSQL has free."""
+"""How many processes `serve` runs, and how it fits their pools into the connections
+PostgreSQL has free."""
 
 from __future__ import annotations
 
@@ -8,21 +9,36 @@ from api.cli import pool_size_within
 
 
 @pytest.mark.parametrize(
-    ("free", "processes", "wanted", "size"),
+    ("free", "workers", "beside", "wanted", "size"),
     [
-        (300, 3, 10, 10),  # room to spare: the configured size stands
-        (96, 5, 10, 5),  # four workers and the projector on a default server: 19 each
-        (96, 3, 10, 9),  # two workers and the projector: 32 each, three pools of nine
-        (5, 5, 10, 2),  # nearly full: two per pool, the least that serves at all
-        (50, 1, 100, 15),  # one process never asks for more than it may have
+        (96, 1, False, 10, 10),  # one worker, the projector inside it: room to spare
+        (96, 2, True, 10, 10),  # two workers and the projector on a default server
+        (96, 4, True, 10, 5),  # four workers and the projector: 14 pools in 83
+        (96, 4, False, 10, 6),  # four workers, the projector elsewhere: 12 pools in 83
+        (20, 4, True, 10, 2),  # nearly full: two per pool, the least that serves at all
+        (500, 1, False, 100, 100),  # never more than asked
     ],
 )
-def test_each_process_gets_three_pools_and_its_own_few_connections(free, processes, wanted, size):
-    assert pool_size_within(free, processes, wanted) == size
+def test_the_pools_of_every_process_fit_in_the_free_connections(
+    free, workers, beside, wanted, size
+):
+    assert pool_size_within(free, workers, beside, wanted) == size
 
 
-def test_sizes_that_fit_leave_the_processes_within_the_free_connections():
+def test_sizes_that_fit_leave_every_process_within_the_free_connections():
     for free in range(20, 400, 7):
-        for processes in range(1, 9):
-            size = pool_size_within(free, processes, 10)
-            assert size == 2 or processes * (3 * size + 3) <= free
+        for workers in range(1, 9):
+            for beside in (True, False):
+                size = pool_size_within(free, workers, beside, 10)
+                needed = workers * (3 * size + 3) + (2 * size if beside else 0) + 1
+                assert size == 2 or needed <= free, (free, workers, beside, size)
+
+
+@pytest.mark.parametrize(("cores", "workers"), [(None, 1), (1, 1), (2, 2), (3, 3), (64, 4)])
+def test_serve_runs_a_worker_per_core_and_at_most_four(monkeypatch, cores, workers):
+    """An event loop uses one core at most; past four, each further worker's pools and
+    caches cost more than it serves."""
+    from api import cli  # noqa: PLC0415
+
+    monkeypatch.setattr(cli.os, "cpu_count", lambda: cores)
+    assert cli.default_workers() == workers
