@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated
 
+import psycopg
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -131,7 +132,12 @@ def _fit_pools(settings: Settings, workers: int) -> Settings:
     PostgreSQL's default limit of 100, and requests would then fail under load."""
     assert settings.database_url is not None
     beside = workers > 1 and settings.flowviz_run_projector
-    free = free_connections(settings.database_url)
+    try:
+        free = free_connections(settings.database_url)
+    except psycopg.OperationalError as e:
+        reason = str(e).strip().splitlines()[0]
+        console.print(f"[red]cannot reach PostgreSQL (DATABASE_URL): {reason}[/red]")
+        raise typer.Exit(2) from None
     size = pool_size_within(free, workers, beside, settings.db_pool_size)
     if size == settings.db_pool_size:
         return settings

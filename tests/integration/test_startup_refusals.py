@@ -121,3 +121,18 @@ def test_flowviz_serve_demo_is_refused_in_production(database_url, schema):
     assert result.returncode != 0, output
     assert "FLOWVIZ_PASSWORDLESS_LOGIN" in output
     assert "Traceback" not in output
+
+
+def test_flowviz_serve_without_a_reachable_database_says_so_plainly(schema):
+    """A wrong DATABASE_URL (nothing listens there) stops `serve` at once with a message
+    naming PostgreSQL, not a traceback."""
+    result = subprocess.run(
+        [*CLI, "serve", "--port", "1"],
+        env=_cli_env("postgresql://postgres@127.0.0.1:1/flowviz", schema,
+                     SECRET_KEY=STRONG_SECRET),
+        capture_output=True, text=True, timeout=60,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "cannot reach PostgreSQL" in output
+    assert "Traceback" not in output
