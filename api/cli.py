@@ -105,7 +105,8 @@ def _projector_beside(workers: int, settings: Settings) -> Iterator[None]:
 def default_workers() -> int:
     """One worker per core: an event loop uses one core at most, and on two cores a second
     worker served 1.35x the POSTs and 1.15x the traceability reads of one (3 alternated
-    pairs each). At most four: each worker holds its own pools and caches."""
+    pairs each). At most four by default, so that a large machine does not open a set of
+    pools per core unasked (`--workers N` for more)."""
     return max(1, min(os.cpu_count() or 1, MAX_DEFAULT_WORKERS))
 
 

@@ -36,8 +36,8 @@ def test_sizes_that_fit_leave_every_process_within_the_free_connections():
 
 @pytest.mark.parametrize(("cores", "workers"), [(None, 1), (1, 1), (2, 2), (3, 3), (64, 4)])
 def test_serve_runs_a_worker_per_core_and_at_most_four(monkeypatch, cores, workers):
-    """An event loop uses one core at most; past four, each further worker's pools and
-    caches cost more than it serves."""
+    """An event loop uses one core at most, so a worker per core; a large machine still
+    starts four by default rather than a set of pools per core (`--workers N` for more)."""
     from api import cli  # noqa: PLC0415
 
     monkeypatch.setattr(cli.os, "cpu_count", lambda: cores)
