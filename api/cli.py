@@ -17,6 +17,7 @@ from typing import Annotated
 import psycopg
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -137,13 +138,13 @@ def _fit_pools(settings: Settings, workers: int) -> Settings:
         free = free_connections(settings.database_url)
     except psycopg.OperationalError as e:
         reason = str(e).strip().splitlines()[0]
-        console.print(f"[red]cannot reach PostgreSQL (DATABASE_URL): {reason}[/red]")
+        console.print(f"[red]cannot reach PostgreSQL (DATABASE_URL): {escape(reason)}[/red]")
         raise typer.Exit(2) from None
     size = pool_size_within(free, workers, beside, settings.db_pool_size)
     if size == settings.db_pool_size:
         return settings
     console.print(
-        f"DB_POOL_SIZE {settings.db_pool_size} -> {size}: {workers} workers"
+        f"DB_POOL_SIZE {settings.db_pool_size} -> {size}: {workers} worker{'s' * (workers > 1)}"
         f"{' and the projector' if beside else ''} must fit in the {free} connections"
         " PostgreSQL has free"
     )
