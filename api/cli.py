@@ -16,6 +16,7 @@ from typing import Annotated
 
 import psycopg
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -157,7 +158,13 @@ def _settings() -> Settings:
         settings = get_settings()
         settings.check_startable()
     except ConfigurationError as e:
-        console.print(f"[red]{e}[/red]")
+        console.print(f"[red]{escape(str(e))}[/red]")
+        raise typer.Exit(2) from None
+    except ValidationError as e:
+        # One line per variable, named as it is set in the environment.
+        for error in e.errors():
+            name = "_".join(str(part) for part in error["loc"]).upper()
+            console.print(f"[red]{name}: {escape(error['msg'])}[/red]")
         raise typer.Exit(2) from None
     return settings
 

@@ -136,3 +136,19 @@ def test_flowviz_serve_without_a_reachable_database_says_so_plainly(schema):
     assert result.returncode == 2, output
     assert "cannot reach PostgreSQL" in output
     assert "Traceback" not in output
+
+
+def test_flowviz_serve_with_settings_it_cannot_use_names_each_one_plainly(database_url, schema):
+    """Values the settings refuse (a schema name that cannot go into search_path, a pool
+    too small to serve) stop `serve` with a line per variable, not pydantic's traceback."""
+    env = _cli_env(database_url, schema, SECRET_KEY=STRONG_SECRET)
+    result = subprocess.run(
+        [*CLI, "serve", "--port", "1"],
+        env={**env, "DATABASE_SCHEMA": "Bad-Schema", "DB_POOL_SIZE": "1"},
+        capture_output=True, text=True, timeout=60,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "DATABASE_SCHEMA:" in output
+    assert "DB_POOL_SIZE:" in output
+    assert "Traceback" not in output
