@@ -158,9 +158,9 @@ class HttpMetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
-        self._in_progress: dict[str, Any] = {}
-        self._seconds: dict[tuple[str, str], Any] = {}
-        self._requests: dict[tuple[str, str, str], Any] = {}
+        self._in_progress: dict[tuple[str, ...], Any] = {}
+        self._seconds: dict[tuple[str, ...], Any] = {}
+        self._requests: dict[tuple[str, ...], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -168,9 +168,7 @@ class HttpMetricsMiddleware:
             return
         method = scope["method"]
         status = 500
-        in_progress = self._in_progress.get(method)
-        if in_progress is None:
-            in_progress = self._in_progress[method] = self.metrics.http_in_progress.labels(method)
+        in_progress = _series(self._in_progress, self.metrics.http_in_progress, method)
         in_progress.inc()
         started = time.perf_counter()
 
@@ -187,18 +185,14 @@ class HttpMetricsMiddleware:
             route = scope.get("route")
             # Route templates, not raw paths: lot codes must not become label values.
             path = getattr(route, "path", None) or "unmatched"
-            self._series_seconds(method, path).observe(time.perf_counter() - started)
-            self._series_requests(method, path, str(status)).inc()
+            elapsed = time.perf_counter() - started
+            _series(self._seconds, self.metrics.http_seconds, method, path).observe(elapsed)
+            _series(self._requests, self.metrics.http_requests, method, path, str(status)).inc()
 
-    def _series_seconds(self, method: str, path: str) -> Any:
-        series = self._seconds.get((method, path))
-        if series is None:
-            series = self._seconds[method, path] = self.metrics.http_seconds.labels(method, path)
-        return series
 
-    def _series_requests(self, method: str, path: str, status: str) -> Any:
-        key = (method, path, status)
-        series = self._requests.get(key)
-        if series is None:
-            series = self._requests[key] = self.metrics.http_requests.labels(*key)
-        return series
+def _series(cache: dict[tuple[str, ...], Any], metric: Any, *labels: str) -> Any:
+    """The metric's series for these label values, looked up once."""
+    series = cache.get(labels)
+    if series is None:
+        series = cache[labels] = metric.labels(*labels)
+    return series
