@@ -18,8 +18,21 @@ from tests.integration.lots import register
 
 def raw_lot_events(ledger, code: str) -> list:
     lot, claim = _new_lot(NewLot(code, "RAW", weight_kg=Decimal(10)), uuid4(), [], None)
+    return as_appended(ledger, [*lot.collect_events(), *claim.collect_events()])
+
+
+def pass_decision_events(ledger, code: str) -> list:
+    """A PASS for a lot already stored: an event whose predecessor the append looks up."""
+    lot = ledger.find_lot_by_code(code)
+    lot.record_qc_decision(
+        decision_id=uuid4(), decision="PASS", qc_gate_id=None, operator_id=None,
+        notes=None, temperature_c=None, digital_signature=None, actor_id=None,
+    )
+    return as_appended(ledger, lot.collect_events())
+
+
+def as_appended(ledger, events: list) -> list:
     recorder = ledger.recorder
-    events = [*lot.collect_events(), *claim.collect_events()]
     stored = [ledger.mapper.to_stored_event(e) for e in events]
     return [
         recorder.construct_pg_stored_event(
@@ -47,6 +60,7 @@ def test_an_append_long_after_the_first_does_not_scan_the_grown_log(container, l
         # by the sixth, PostgreSQL may settle on one plan for the rest of the session.
         for n in range(8):
             conn.execute(recorder._append_all, (raw_lot_events(ledger, f"RAW-{n}"),))
+            conn.execute(recorder._append_all, (pass_decision_events(ledger, f"RAW-{n}"),))
         for n in range(60):  # a morning's receiving, through the writer's other connections
             register(ledger, f"RAW-DOCK-{n}", "RAW", "100")
         before = seq_scans_of_the_log(conn, schema, table)
@@ -55,6 +69,7 @@ def test_an_append_long_after_the_first_does_not_scan_the_grown_log(container, l
         before += 1
 
         conn.execute(recorder._append_all, (raw_lot_events(ledger, "RAW-LATER"),))
+        conn.execute(recorder._append_all, (pass_decision_events(ledger, "RAW-DOCK-7"),))
 
         assert seq_scans_of_the_log(conn, schema, table) == before
     assert ledger.find_lot_by_code("RAW-LATER") is not None
