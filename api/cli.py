@@ -30,7 +30,9 @@ from ledger.values import SYSTEM_ACTOR_ID, Role
 from projections.db import free_connections
 from projections.projector import ProjectorLock
 
-app = typer.Typer(help="FlowViz Ledger: traceability as an immutable event log.", no_args_is_help=True)
+app = typer.Typer(
+    help="FlowViz Ledger: traceability as an immutable event log.", no_args_is_help=True
+)
 projections_app = typer.Typer(help="Inspect and rebuild the read side.", no_args_is_help=True)
 users_app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
 ledger_app = typer.Typer(

@@ -40,7 +40,9 @@ def load_demo(ledger: Ledger) -> bool:
                 lot_type=lot.get("lot_type"),
                 weight_kg=Decimal(lot["weight_kg"]) if lot.get("weight_kg") else None,
                 inputs=tuple(
-                    InputRef(quantity_used_kg=Decimal(i["quantity_used_kg"]), lot_code=i["lot_code"])
+                    InputRef(
+                        quantity_used_kg=Decimal(i["quantity_used_kg"]), lot_code=i["lot_code"]
+                    )
                     for i in lot.get("inputs", ())
                 ),
             ),

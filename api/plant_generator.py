@@ -23,13 +23,19 @@ from typing import TYPE_CHECKING
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from ledger.application import Ledger
 from ledger.commands import InputRef, NewLot, NewQcDecision
 from ledger.values import SYSTEM_ACTOR_ID
-from projections.projector import ProjectorLock
 from projections import schema
+from projections.projector import ProjectorLock
 
 if TYPE_CHECKING:
     from api.composition import Container

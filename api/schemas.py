@@ -7,9 +7,21 @@ from decimal import Decimal
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
-from ledger.values import MIN_NOTES_FOR_BLOCKING_DECISION, BLOCKING_DECISIONS, LotType, QcDecision
+from ledger.values import (
+    BLOCKING_DECISIONS,
+    MIN_NOTES_FOR_BLOCKING_DECISION,
+    LotType,
+    QcDecision,
+)
 
 
 def _canonical(value: Decimal) -> Decimal:

@@ -13,7 +13,9 @@ router = APIRouter()
 
 
 @router.get(
-    "/api/health", tags=["health"], responses=legacy_shapes.documented(200, legacy_shapes.HealthBody)
+    "/api/health",
+    tags=["health"],
+    responses=legacy_shapes.documented(200, legacy_shapes.HealthBody),
 )
 async def health() -> LegacyJSONResponse:
     return LegacyJSONResponse(legacy_shapes.health(datetime.now(UTC)))

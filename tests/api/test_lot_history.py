@@ -107,7 +107,7 @@ def test_the_auditor_reads_the_beef_lots_chained_history(client, app_container, 
 
     assert events[0]["prev_hash"] is None
     assert all(HEX64.match(e["hash"]) for e in events)
-    for earlier, later in zip(events, events[1:]):
+    for earlier, later in zip(events, events[1:], strict=False):
         assert later["prev_hash"] == earlier["hash"]
     assert len({e["hash"] for e in events}) == 4
 

@@ -126,7 +126,8 @@ def test_every_child_batch_shows_up_under_its_parent_at_once(client, auth):
 def test_every_qc_decision_is_in_the_read_table_when_its_201_arrives(
     client, auth, app_container, decision, notes
 ):
-    """A QC inspector records decision after decision; each is readable as soon as it is acknowledged."""
+    """A QC inspector records decision after decision; each is readable as soon as it is
+    acknowledged."""
     writer = auth(Role.MANAGER)
     lot = client.post("/api/lots", json={"lot_code": f"RYW-QC-{decision}"}, headers=writer)
     assert lot.status_code == 201, lot.text
@@ -153,7 +154,8 @@ def test_the_serving_loop_listens_for_the_projector_itself_with_no_thread_of_its
     interpreter lock from the loop on every projected batch."""
     headers = auth(Role.OPERATOR)
     for n in range(5):
-        assert client.post("/api/lots", json={"lot_code": f"LOOP-{n}"}, headers=headers).status_code == 201
+        created = client.post("/api/lots", json={"lot_code": f"LOOP-{n}"}, headers=headers)
+        assert created.status_code == 201
         assert client.get(f"/api/traceability/LOOP-{n}", headers=headers).status_code == 200
 
     assert "watermark" not in {thread.name for thread in threading.enumerate()}
@@ -213,8 +215,14 @@ def test_a_lot_acknowledged_while_the_projector_is_down_matches_its_later_row(
     [
         ("PASS", None, {}),
         ("HOLD", "Label missing on pallet 4", {"temperature_c": "-0.50"}),
-        ("FAIL", "Foreign body found in mix", {"digital_signature": "sig:ÄÖÜ-42",
-                                                "qc_gate_id": "6f1c3a56-0000-4000-8000-000000000001"}),
+        (
+            "FAIL",
+            "Foreign body found in mix",
+            {
+                "digital_signature": "sig:ÄÖÜ-42",
+                "qc_gate_id": "6f1c3a56-0000-4000-8000-000000000001",
+            },
+        ),
     ],
 )
 def test_a_qc_decision_acknowledged_while_the_projector_is_down_matches_its_later_row(

@@ -17,7 +17,8 @@ def test_lookups_that_arrive_together_are_answered_by_one_fetch():
 
     async def scenario():
         coalescer = Coalescer(fetch)
-        return await asyncio.gather(*(coalescer.get(k) for k in ["MIX-1", "RAW-2", "MIX-1", "NONE"]))
+        codes = ["MIX-1", "RAW-2", "MIX-1", "NONE"]
+        return await asyncio.gather(*(coalescer.get(k) for k in codes))
 
     assert asyncio.run(scenario()) == ["mix-1", "raw-2", "mix-1", None]
     assert fetched == [["MIX-1", "NONE", "RAW-2"]]
