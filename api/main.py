@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 from fastapi.telemetry import TelemetryConfig
 from starlette.routing import BaseRoute
+from starlette.types import ASGIApp
 
 from api.composition import Container
 from api.errors import install_error_handlers
@@ -19,6 +20,24 @@ from api.routes import audit, auth, genealogy, health, lot_browser, lots
 from api.settings import Settings, get_settings
 
 _NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+
+
+class _FlowVizAPI(FastAPI):
+    """FastAPI, with the metrics and the hot routes' fast paths in front of its own stack.
+
+    Middleware added with `add_middleware` runs inside the framework's own layers (server
+    errors, telemetry, body limit), which every request passed through even when a fast
+    path answered it: about 7% of a worker's CPU per traceability read (3 alternated
+    runs). Wrapped outside them, a fast path skips them; every other request still passes
+    through all of them, and the metrics layer still sees every request and its status."""
+
+    outer_layers: Sequence[Callable[[ASGIApp], ASGIApp]] = ()  # innermost first
+
+    def build_middleware_stack(self) -> ASGIApp:
+        app = super().build_middleware_stack()
+        for wrap in self.outer_layers:
+            app = wrap(app)
+        return app
 
 
 def create_app(settings: Settings | None = None, container: Container | None = None) -> FastAPI:
@@ -39,7 +58,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
 
     # Off, every part of FastAPI's native telemetry is off; on, its defaults (all on).
     telemetry = None if built.settings.flowviz_opentelemetry else _NO_TELEMETRY
-    app = FastAPI(
+    app = _FlowVizAPI(
         title="FlowViz Ledger",
         version="0.1.0",
         description="Traceability ledger: lots, genealogy and QC decisions as immutable events.",
@@ -51,11 +70,13 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     install_error_handlers(app)
     for module in (health, auth, audit, genealogy, lots, lot_browser):
         app.include_router(module.router)
-    app.add_middleware(
-        FastTraceability, container=built, route=_route(lots.router, "GET", lots.TRACEABILITY_PATH)
-    )
-    app.add_middleware(FastPostLots, container=built, route=_route(lots.router, "POST", PATH))
-    app.add_middleware(HttpMetricsMiddleware, metrics=built.metrics)
+    trace_route = _route(lots.router, "GET", lots.TRACEABILITY_PATH)
+    post_route = _route(lots.router, "POST", PATH)
+    app.outer_layers = [
+        lambda inner: FastTraceability(inner, container=built, route=trace_route),
+        lambda inner: FastPostLots(inner, container=built, route=post_route),
+        lambda inner: HttpMetricsMiddleware(inner, metrics=built.metrics),
+    ]
     return app
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from ledger.values import Role
@@ -209,3 +210,28 @@ def test_fastapi_native_telemetry_is_off_unless_the_deployment_asks_for_it(make_
     on = create_app(container=make_container(flowviz_opentelemetry=True))
     assert not any(off._telemetry[part] for part in parts)
     assert all(on._telemetry[part] for part in parts)
+
+
+def test_a_request_failing_unexpectedly_is_a_plain_500_counted_under_its_route(
+    client, auth, app_container, monkeypatch
+):
+    """A read that fails in a way nobody foresaw answers a plain 500 (detail and error,
+    no trace, no SQL), and the scrape counts it under its route, where an alert sees it."""
+    headers = auth(Role.VIEWER)
+
+    async def broken(lot_code: str) -> None:
+        raise RuntimeError('SELECT * FROM lot_json: relation "lot_json" does not exist')
+
+    monkeypatch.setattr(app_container.read_model, "traceability", broken)
+    # The fixture's client re-raises server errors in the test; a scanner sees the answer.
+    scanner = TestClient(client.app, raise_server_exceptions=False)
+
+    response = scanner.get("/api/traceability/RAW-ANY", headers=headers)
+
+    assert response.status_code == 500
+    assert set(response.json()) == {"detail", "error"}
+    assert "SELECT" not in response.text and "Traceback" not in response.text
+    assert sample(
+        scrape(client), "flowviz_http_requests_total",
+        method="GET", path="/api/traceability/{lot_code:path}", status="500",
+    ) == 1
