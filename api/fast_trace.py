@@ -40,12 +40,13 @@ class FastTraceability(FastPath):
         started = time.perf_counter()
         try:
             trace = await container.read_model.traceability(lot_code)
-        except Exception:  # noqa: BLE001 - the route answers failures (a 503, not a 500)
+            elapsed = time.perf_counter() - started
+            if trace is None:
+                return False
+            body = legacy_shapes.traceability(trace.central, trace.parents, trace.children)
+        except Exception:  # noqa: BLE001 - the route answers failures (a 503 or a 500)
             return False
-        if trace is None:
-            return False
-        container.metrics.traceability_seconds.observe(time.perf_counter() - started)
-        body = legacy_shapes.traceability(trace.central, trace.parents, trace.children)
+        container.metrics.traceability_seconds.observe(elapsed)
         scope["route"] = self.route
         await send({
             "type": "http.response.start",

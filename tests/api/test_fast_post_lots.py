@@ -286,3 +286,29 @@ def test_a_mix_whose_commit_answer_was_lost_is_answered_201_not_503(
             " ON p.id = g.parent_lot_id WHERE p.lot_code = 'FP-RAW'"
         ).fetchone()[0]
     assert drawn == Decimal("20")
+
+
+def test_a_registered_lot_that_cannot_be_answered_is_a_plain_500_recorded_once(
+    client, auth, app_container, monkeypatch
+):
+    """Once the ledger has committed, the route must not try again (it would be refused
+    as a taken code). The fast layer sits outside FastAPI's server-error layer, so it
+    answers the plain 500 itself, with `detail` and `error`; the lot stays recorded once."""
+
+    headers = auth(Role.OPERATOR)
+    # The first POST puts the operator in the access cache; the next takes the fast path.
+    first = client.post("/api/lots", json={"lot_code": "RAW-FIRST"}, headers=headers)
+    assert first.status_code == 201
+
+    async def unanswerable(*_: object) -> None:
+        raise RuntimeError("SELECT ... the watermark's connection is gone")
+
+    monkeypatch.setattr("api.fast_post_lots.created_lot", unanswerable)
+
+    response = client.post(
+        "/api/lots", json={"lot_code": "RAW-ANSWER-LOST", "weight_kg": "12.5"}, headers=headers
+    )
+
+    assert response.status_code == 500
+    assert response.json() == {"detail": "Internal server error", "error": "Internal server error"}
+    assert registrations_of(app_container, "RAW-ANSWER-LOST") == 1

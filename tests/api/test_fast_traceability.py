@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from fastapi.testclient import TestClient
 
 from api.fast_trace import FastTraceability
 from api.routes import lots
@@ -158,3 +159,24 @@ def test_when_the_read_side_is_overloaded_the_answer_is_the_routes_503(
     assert response.status_code == 503
     assert response.headers["retry-after"]
     assert response.json()["detail"] and response.json()["error"]
+
+
+def test_a_trace_that_cannot_be_rendered_is_the_routes_plain_500(
+    client, auth, mix, app_container, monkeypatch
+):
+    """The fast layer sits outside FastAPI's server-error layer: a failure of its own
+    goes on to the route, whose answer is the plain 500 (with `detail` and `error`)."""
+    headers = auth(Role.VIEWER)
+    assert client.get(f"/api/traceability/{mix}", headers=headers).status_code == 200
+
+    def unrenderable(*_: object) -> bytes:
+        raise ValueError("a lot row the renderer cannot read")
+
+    monkeypatch.setattr("api.legacy_shapes.traceability", unrenderable)
+    scanner = TestClient(client.app, raise_server_exceptions=False)
+
+    response = scanner.get(f"/api/traceability/{mix}", headers=headers)
+
+    assert response.status_code == 500
+    assert set(response.json()) == {"detail", "error"}
+    assert "renderer" not in response.text
