@@ -106,6 +106,9 @@ def _projector_beside(workers: int, settings: Settings) -> Iterator[None]:
             os.environ["FLOWVIZ_RUN_PROJECTOR"] = before
 
 
+MAX_DEFAULT_WORKERS = 4
+
+
 def default_workers() -> int:
     """One worker per core: an event loop uses one core at most, and on two cores a second
     worker served 1.35x the POSTs and 1.15x the traceability reads of one (3 alternated
@@ -113,8 +116,6 @@ def default_workers() -> int:
     pools per core unasked (`--workers N` for more)."""
     return max(1, min(os.cpu_count() or 1, MAX_DEFAULT_WORKERS))
 
-
-MAX_DEFAULT_WORKERS = 4
 
 # Connections beyond the pools: each worker's two loop-writer connections and its
 # watermark listener, and the projector's lock (its listener comes from its ledger pool).

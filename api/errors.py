@@ -63,6 +63,12 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     return LegacyJSONResponse(legacy_shapes.error(message), status_code=status, headers=headers)
 
 
+def unexpected_failure(exc: BaseException) -> LegacyJSONResponse:
+    """The answer to a failure nobody foresaw: logged here, a plain 500 to the client."""
+    log.exception("unhandled error", exc_info=exc)
+    return error_response(500, "Internal server error")
+
+
 def ledger_refusal(exc: ledger_errors.LedgerError) -> LegacyJSONResponse:
     """The answer to a refusal by the ledger, wherever the request was taken."""
     status = LEDGER_STATUS.get(type(exc), 409)
@@ -110,5 +116,4 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception):
-        log.exception("unhandled error", exc_info=exc)
-        return error_response(500, "Internal server error")
+        return unexpected_failure(exc)

@@ -13,20 +13,16 @@ unreachable) goes on to the route, which tries once more and answers as it alway
 
 from __future__ import annotations
 
-import logging
-
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Message, Receive, Scope, Send
 
 from api.dependencies import WRITERS
-from api.errors import error_response, ledger_refusal
+from api.errors import ledger_refusal, unexpected_failure
 from api.fast_path import FastPath, cached_principal
 from api.json_body import MAX_BODY_BYTES, screened_json
 from api.routes.lots import created_lot, new_lot
 from api.schemas import LotIn
 from ledger.errors import LedgerError
-
-log = logging.getLogger(__name__)
 
 PATH = "/api/lots"
 _WRITER_ROLES = frozenset(role.value for role in WRITERS)
@@ -64,11 +60,10 @@ class FastPostLots(FastPath):
         else:
             try:
                 response = await created_lot(self.container, committed)
-            except Exception:  # noqa: BLE001 - recorded: not the route's to try again
+            except Exception as e:  # noqa: BLE001 - recorded: not the route's to try again
                 # These layers sit outside FastAPI's own server-error layer, so the plain
-                # 500 it would give (with `detail` and `error`) is given here.
-                log.exception("a registered lot could not be answered")
-                response = error_response(500, "Internal server error")
+                # 500 its handler would give is given here.
+                response = unexpected_failure(e)
         scope["route"] = self.route
         await response(scope, receive, send)
 

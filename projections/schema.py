@@ -103,7 +103,7 @@ BEGIN
      WHERE name = p_name AND position = p_expected;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'projection % is no longer at position %', p_name, p_expected
-            USING ERRCODE = 'FV001';
+            USING ERRCODE = '{tracking_moved}';
     END IF;
     PERFORM pg_notify(p_channel, p_payload);
 END $$;
@@ -111,6 +111,7 @@ END $$;
 
 # The SQLSTATE projection_advance raises when another projector moved the position first.
 TRACKING_MOVED = "FV001"
+DDL = DDL.replace("{tracking_moved}", TRACKING_MOVED)
 
 
 def create_read_tables(conn: Connection) -> None:
