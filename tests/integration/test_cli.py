@@ -8,7 +8,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -22,27 +21,9 @@ from psycopg.sql import SQL, Identifier
 from ledger.commands import InputRef, NewLot
 from ledger.values import SYSTEM_ACTOR_ID
 from projections.schema import READ_TABLES
+from tests.integration.cli_process import CLI, cli_env, flowviz
 
-CLI = [sys.executable, "-c", "from api.cli import main; main()"]
 PASSWORD = "walk-in freezer 7"
-INHERITED_OFF = {"DATABASE_URL", "DATABASE_SCHEMA", "SECRET_KEY", "ENVIRONMENT",
-                 "FLOWVIZ_PASSWORDLESS_LOGIN", "FLOWVIZ_DATA_DIR"}
-
-
-def cli_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in INHERITED_OFF}
-    return {**env, "NO_COLOR": "1", "COLUMNS": "200", "BCRYPT_ROUNDS": "4", **extra}
-
-
-@pytest.fixture
-def db_env(database_url: str, schema: str) -> dict[str, str]:
-    return cli_env(DATABASE_URL=database_url, DATABASE_SCHEMA=schema)
-
-
-def flowviz(*args: str, env: dict[str, str], stdin: str | None = None, timeout: float = 60):
-    return subprocess.run(
-        [*CLI, *args], env=env, input=stdin, capture_output=True, text=True, timeout=timeout
-    )
 
 
 def free_port() -> int:

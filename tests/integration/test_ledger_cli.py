@@ -19,7 +19,7 @@ from api import history_shapes
 from ledger.commands import InputRef, NewLot, NewQcDecision
 from ledger.hash_chain import Digest
 from ledger.values import SYSTEM_ACTOR_ID
-from tests.integration.test_cli import db_env, flowviz  # noqa: F401 - db_env is a fixture
+from tests.integration.cli_process import flowviz
 
 RAW = "RAW-BEEF-0303"
 DIGEST = re.compile(r"^flowviz-digest:v1:(\d+):([0-9a-f]{64})$")

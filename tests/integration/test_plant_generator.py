@@ -13,7 +13,7 @@ from api.composition import Container
 from api.plant_generator import STAGES, generate
 from api.settings import Settings
 from tests.conftest import TEST_SECRET
-from tests.integration.test_cli import cli_env, flowviz
+from tests.integration.cli_process import cli_env, flowviz
 
 LOTS, SEED = 300, 20240611
 PREVIOUS_STAGE = {s.lot_type: p.lot_type for p, s in pairwise(STAGES)}
