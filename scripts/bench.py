@@ -89,9 +89,12 @@ def pgbench(url: str, script: str, clients: int, seconds: int) -> float:
     with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
         f.write(script)
     args = ["pgbench", "-n", "-c", str(clients), "-j", "2", "-T", str(seconds), "-f", f.name]
-    env = {**os.environ, "PGHOST": str(params.get("host") or "127.0.0.1"),
-           "PGPORT": str(params.get("port") or 5432), "PGUSER": str(params.get("user") or "postgres"),
-           "PGDATABASE": str(params["dbname"]), "PGPASSWORD": str(params.get("password") or "")}
+    env = {**os.environ,
+           "PGHOST": str(params.get("host") or "127.0.0.1"),
+           "PGPORT": str(params.get("port") or 5432),
+           "PGUSER": str(params.get("user") or "postgres"),
+           "PGDATABASE": str(params["dbname"]),
+           "PGPASSWORD": str(params.get("password") or "")}
     done = subprocess.run(args, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         # Most often too many connections: the server's pools plus these clients must fit
@@ -138,10 +141,12 @@ class CpuMeter:
         load = children.ru_utime + children.ru_stime
         machine = psutil.cpu_times()
         busy = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
-        return {"server": server, "load generator": load, "postgres and the rest": busy - server - load}
+        return {"server": server, "load generator": load,
+                "postgres and the rest": busy - server - load}
 
     @staticmethod
-    def per_request_ms(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float]:
+    def per_request_ms(before: dict[str, float], after: dict[str, float],
+                       requests: int) -> dict[str, float]:
         return {k: 1000 * (after[k] - before[k]) / max(requests, 1) for k in before}
 
 
@@ -221,6 +226,10 @@ def _added(spent: dict[str, float], before: dict[str, float],
     return {k: spent.get(k, 0.0) + after[k] - before[k] for k in before}
 
 
+def row(label: str, value: float, baseline: float, target: str, digits: int = 2) -> None:
+    print(f"{label:<48}{value:>14.0f}{baseline:>12.0f}{value / baseline:>8.{digits}f}  {target}")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -251,7 +260,8 @@ def ledger_rate(url: str, *, group_commit: bool, threads: int, seconds: float,
     async def task(n: int) -> None:
         i = 0
         while time.perf_counter() < deadline:
-            await ledger.register_lot_async(NewLot(lot_code=f"A-{n}-{i}", weight_kg=Decimal(1)), actor_id=None)
+            new = NewLot(lot_code=f"A-{n}-{i}", weight_kg=Decimal(1))
+            await ledger.register_lot_async(new, actor_id=None)
             i += 1
         counts[n] = i
 
@@ -330,18 +340,22 @@ def seed_genealogy(url: str, mixes: int) -> None:
     def one(i: int) -> None:
         raws = [f"RAW-{i}-{k}" for k in range(2)]
         for code in raws:
-            ledger.register_lot(NewLot(lot_code=code, lot_type="RAW", weight_kg=Decimal(100)), actor_id=None)
+            ledger.register_lot(NewLot(lot_code=code, lot_type="RAW", weight_kg=Decimal(100)),
+                                actor_id=None)
+        mix_inputs = tuple(InputRef(Decimal(40), lot_code=c) for c in raws)
         ledger.register_lot(NewLot(lot_code=f"MIX-{i}", lot_type="MIX", weight_kg=Decimal(80),
-                                   inputs=tuple(InputRef(Decimal(40), lot_code=c) for c in raws)), actor_id=None)
+                                   inputs=mix_inputs), actor_id=None)
+        fg_inputs = (InputRef(Decimal(80), lot_code=f"MIX-{i}"),)
         ledger.register_lot(NewLot(lot_code=f"FG-{i}", lot_type="FG", weight_kg=Decimal(80),
-                                   inputs=(InputRef(Decimal(80), lot_code=f"MIX-{i}"),)), actor_id=None)
+                                   inputs=fg_inputs), actor_id=None)
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(one, range(mixes)))
     ledger.close()
 
 
 def main() -> None:  # noqa: PLR0915 - a script that reads top to bottom
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
@@ -350,7 +364,8 @@ def main() -> None:  # noqa: PLR0915 - a script that reads top to bottom
     args = parser.parse_args()
     for tool in ("wrk", "pgbench"):
         if shutil.which(tool) is None:
-            sys.exit(f"{tool} is needed: apt-get install {'wrk' if tool == 'wrk' else 'postgresql-client'}")
+            package = "wrk" if tool == "wrk" else "postgresql-client"
+            sys.exit(f"{tool} is needed: apt-get install {package}")
 
     embedded = None
     server_url = args.database_url
@@ -366,9 +381,11 @@ def main() -> None:  # noqa: PLR0915 - a script that reads top to bottom
     results: dict[str, object] = {}
     try:
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("CREATE SEQUENCE bench_raw_seq; CREATE TABLE bench_raw (id uuid PRIMARY KEY DEFAULT gen_random_uuid(),"
-                         " lot_code text UNIQUE NOT NULL, lot_type text, weight_kg numeric, temperature_c numeric,"
-                         " metadata jsonb, created_at timestamptz NOT NULL DEFAULT now())")
+            conn.execute("CREATE SEQUENCE bench_raw_seq; CREATE TABLE bench_raw"
+                         " (id uuid PRIMARY KEY DEFAULT gen_random_uuid(),"
+                         " lot_code text UNIQUE NOT NULL, lot_type text, weight_kg numeric,"
+                         " temperature_c numeric, metadata jsonb,"
+                         " created_at timestamptz NOT NULL DEFAULT now())")
         track_timings(server_url, name)
         print(f"(d) ledger appends, 16 threads, {d}s each; the library's recorder in two halves"
               " around them ...", flush=True)
@@ -386,7 +403,8 @@ def main() -> None:  # noqa: PLR0915 - a script that reads top to bottom
 
         print("starting server ...", flush=True)
         port = free_port()
-        env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": uuid.uuid4().hex * 2, "BCRYPT_ROUNDS": "4"}
+        env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": uuid.uuid4().hex * 2,
+               "BCRYPT_ROUNDS": "4"}
         server = subprocess.Popen(
             [sys.executable, "-c", "from api.cli import main; main()", "serve", "--demo",
              "--port", str(port), "--workers", str(args.workers), "--log-level", "warning"],
@@ -401,7 +419,8 @@ def main() -> None:  # noqa: PLR0915 - a script that reads top to bottom
                         break
                 except httpx.HTTPError:
                     time.sleep(0.1)
-            token = httpx.post(f"{base}/api/login", json={"email": "admin@flowviz.com"}).json()["token"]
+            login = httpx.post(f"{base}/api/login", json={"email": "admin@flowviz.com"})
+            token = login.json()["token"]
             rss.start()
             print(f"seeding {args.mixes} MIX lots with parents and children ...", flush=True)
             seed_genealogy(url, args.mixes)
@@ -441,8 +460,9 @@ def main() -> None:  # noqa: PLR0915 - a script that reads top to bottom
                 return rate, total, failed, cpu.per_request_ms(before, cpu.snapshot(), total)
 
             legacy_trace = LEGACY_TRACE.format(count=args.mixes)
-            direct, directs, direct_cpu, (trace_rate, trace_total, trace_failed, trace_cpu) = bracketed(
+            direct, directs, direct_cpu, traced = bracketed(
                 lambda seconds: pgbench(url, legacy_trace, c, seconds), get_trace, d, cpu)
+            trace_rate, trace_total, trace_failed, trace_cpu = traced
             results["g"]["3 legacy queries (pgbench)"] = direct_cpu
             results["g"]["GET /api/traceability"] = trace_cpu
             results["b"] = (trace_rate, direct, directs, trace_failed)
@@ -451,7 +471,8 @@ def main() -> None:  # noqa: PLR0915 - a script that reads top to bottom
             print(f"(f) GET /api/health (no database), wrk -c {c}, {d}s ...", flush=True)
             before = cpu.snapshot()
             health_rate, health_total, health_failed = wrk(f"{base}/api/health", None, c, d, {})
-            results["g"]["GET /api/health"] = cpu.per_request_ms(before, cpu.snapshot(), health_total)
+            health_cpu = cpu.per_request_ms(before, cpu.snapshot(), health_total)
+            results["g"]["GET /api/health"] = health_cpu
             results["f"] = (health_rate, health_failed)
             print(f"(h) the first issue's races during POST load, wrk -c {c},"
                   f" {max(d, MIN_LOAD_SECONDS)}s ...", flush=True)
@@ -473,14 +494,15 @@ def main() -> None:  # noqa: PLR0915 - a script that reads top to bottom
     peak_mb = max(rss.peak.values(), default=0) / 2**20
     print()
     print(f"{'measure':<48}{'value':>14}{'baseline':>12}{'ratio':>8}  target")
-    print(f"{'(a) POST /api/lots /s vs raw INSERT /s':<48}{post_rate:>14.0f}{raw:>12.0f}{post_rate / raw:>8.2f}  >= 0.25")
-    print(f"{'(b) GET traceability /s vs 3 queries /s':<48}{trace_rate:>14.0f}{direct:>12.0f}{trace_rate / direct:>8.2f}  >= 0.98")
-    print(f"    baselines' halves, before and after: raw INSERT {raws[0]:,.0f} and {raws[1]:,.0f}/s,"
-          f" 3 queries {directs[0]:,.0f} and {directs[1]:,.0f}/s")
-    print(f"{'(c) projection lag p50 / p99 ms':<48}{percentile(lags, .5):>14.1f}{percentile(lags, .99):>12.1f}{'':>8}  p99 < 100")
+    row("(a) POST /api/lots /s vs raw INSERT /s", post_rate, raw, ">= 0.25")
+    row("(b) GET traceability /s vs 3 queries /s", trace_rate, direct, ">= 0.98")
+    print(f"    baselines' halves, before and after: raw INSERT {raws[0]:,.0f} and"
+          f" {raws[1]:,.0f}/s, 3 queries {directs[0]:,.0f} and {directs[1]:,.0f}/s")
+    print(f"{'(c) projection lag p50 / p99 ms':<48}{percentile(lags, .5):>14.1f}"
+          f"{percentile(lags, .99):>12.1f}{'':>8}  p99 < 100")
     on_loop, loop_writer = results["d_loop"]
-    print(f"{'(d) ledger appends /s vs library default /s':<48}{ours:>14.0f}{lib:>12.0f}{ours / lib:>8.1f}  >= 10")
-    print(f"{'    16 tasks on one event loop, as POST appends':<48}{on_loop:>14.0f}{lib:>12.0f}{on_loop / lib:>8.1f}  >= 10")
+    row("(d) ledger appends /s vs library default /s", ours, lib, ">= 10", digits=1)
+    row("    16 tasks on one event loop, as POST appends", on_loop, lib, ">= 10", digits=1)
     print(f"    the library's halves, before and after: {libs[0]:,.0f} and {libs[1]:,.0f}/s")
     writer = results["writer"]
 
@@ -488,25 +510,32 @@ def main() -> None:  # noqa: PLR0915 - a script that reads top to bottom
         return "n/a" if value is None else f"{value:.2f} ms"
 
     if loop_writer is not None:
-        print(f"    from the event loop: {loop_writer['appends'] / loop_writer['batches']:.1f} registrations"
-              f" per batch, {loop_writer['busy'] / loop_writer['elapsed']:.2f} batches in flight on average,"
-              f" {ms(1000 * loop_writer['busy'] / loop_writer['batches'])} per batch; the process used"
-              f" {loop_writer['cores']:.2f} cores, {ms(loop_writer['cpu_ms'])} of CPU per registration")
+        per_batch = loop_writer["appends"] / loop_writer["batches"]
+        in_flight = loop_writer["busy"] / loop_writer["elapsed"]
+        batch_ms = ms(1000 * loop_writer["busy"] / loop_writer["batches"])
+        print(f"    from the event loop: {per_batch:.1f} registrations per batch, {in_flight:.2f}"
+              f" batches in flight on average, {batch_ms} per batch; the process used"
+              f" {loop_writer['cores']:.2f} cores, {ms(loop_writer['cpu_ms'])} of CPU per"
+              " registration")
     if writer is not None:
-        print(f"    group commit: {writer['batches']} batches of {writer['appends'] / writer['batches']:.1f}"
-              f" registrations, the writer busy {writer['busy'] / writer['elapsed']:.0%} of the time;"
-              f" per batch {ms(1000 * writer['busy'] / writer['batches'])} in the writer, of which"
-              f" PostgreSQL's append function {ms(writer['function_ms'])} and WAL fsync {ms(writer['wal_sync_ms'])}")
+        per_batch = writer["appends"] / writer["batches"]
+        busy = writer["busy"] / writer["elapsed"]
+        batch_ms = ms(1000 * writer["busy"] / writer["batches"])
+        print(f"    group commit: {writer['batches']} batches of {per_batch:.1f} registrations, the"
+              f" writer busy {busy:.0%} of the time; per batch {batch_ms} in the writer, of which"
+              f" PostgreSQL's append function {ms(writer['function_ms'])}"
+              f" and WAL fsync {ms(writer['wal_sync_ms'])}")
         print(f"    the ledger's Python per registration, one at a time under the interpreter lock:"
-              f" {ms(writer['python_ms'])}, so at most {1000 / writer['python_ms']:,.0f}/s with a free database")
+              f" {ms(writer['python_ms'])}, so at most {1000 / writer['python_ms']:,.0f}/s"
+              " with a free database")
         print(f"    the appending process used {writer['cores']:.2f} cores of {os.cpu_count()}:"
               f" {ms(writer['cpu_ms'])} of CPU per registration (callers, writer, driver, thread"
               f" wake-ups), so at most {1000 / writer['cpu_ms']:,.0f}/s on one interpreter")
     print(f"{'(e) peak RSS per server process MB':<48}{peak_mb:>14.0f}{'':>12}{'':>8}  < 300")
     rows, events = results["log"]
     health_rate, health_failed = results["f"]
-    print(f"{'(f) ceiling: GET /api/health /s vs 3 queries /s':<48}{health_rate:>14.0f}{direct:>12.0f}"
-          f"{health_rate / direct:>8.2f}  (bounds (a) and (b))")
+    row("(f) ceiling: GET /api/health /s vs 3 queries /s", health_rate, direct,
+        "(bounds (a) and (b))")
     cores = os.cpu_count() or 1
     print(f"(g) CPU ms per request: server + load generator + PostgreSQL and the rest = total;"
           f" {cores} cores allow at most {cores} s of CPU per second:")

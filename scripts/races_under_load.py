@@ -4,8 +4,9 @@
         --database-url postgresql://... [--duration 20] [--connections 32]
 
 Against a running server (`flowviz serve`, any number of workers) and the database it
-writes to (a server with DATABASE_SCHEMA set: add `?options=-csearch_path%3D<schema>`). wrk posts new lots for the whole duration; a third of the way in, racing
-clients (each on its own connection, released together) try what the invariants forbid:
+writes to (a server with DATABASE_SCHEMA set: add `?options=-csearch_path%3D<schema>`).
+wrk posts new lots for the whole duration; a third of the way in, racing clients (each on
+its own connection, released together) try what the invariants forbid:
 
 - twenty terminals registering one lot code: exactly one 201;
 - twenty mixers each drawing 10 kg from a 100 kg lot: exactly ten 201s, 100 kg linked;
@@ -97,8 +98,8 @@ def run_races(racer: Racer, url: str, prefix: str) -> list[Check]:
 
     def refusals_carry_both_keys(answers: list[Answer]) -> bool:
         refused = [a for a in answers if a.status != 201]
-        return all(a.status == 409 and a.body.get("detail") and a.body.get("error") == a.body["detail"]
-                   for a in refused)
+        return all(a.status == 409 and a.body.get("detail")
+                   and a.body.get("error") == a.body["detail"] for a in refused)
 
     code = f"{prefix}-SAME"
     same = racer.race("/api/lots", [{"lot_code": code, "lot_type": "RAW", "weight_kg": "100"}] * 20)
@@ -107,7 +108,8 @@ def run_races(racer: Racer, url: str, prefix: str) -> list[Check]:
                         statuses(same) == "1x201, 19x409" and refusals_carry_both_keys(same),
                         statuses(same)))
 
-    source = racer.post("/api/lots", {"lot_code": f"{prefix}-RAW", "lot_type": "RAW", "weight_kg": "100"})
+    source = racer.post("/api/lots",
+                        {"lot_code": f"{prefix}-RAW", "lot_type": "RAW", "weight_kg": "100"})
     created.append(source)
     draws = racer.race("/api/lots", [
         {"lot_code": f"{prefix}-MIX-{i}", "lot_type": "MIX", "weight_kg": "10",
@@ -122,7 +124,8 @@ def run_races(racer: Racer, url: str, prefix: str) -> list[Check]:
                         and linked == 100 and children == 10,
                         f"{statuses(draws)}; {linked} kg linked to {children} children"))
 
-    held = racer.post("/api/lots", {"lot_code": f"{prefix}-HELD", "lot_type": "RAW", "weight_kg": "100"})
+    held = racer.post("/api/lots",
+                      {"lot_code": f"{prefix}-HELD", "lot_type": "RAW", "weight_kg": "100"})
     created.append(held)
     hold = racer.post("/api/qc-decisions", {"lot_id": held.body.get("id"), "decision": "HOLD",
                                             "notes": "Metal detector alarm at gate 2"})
@@ -136,7 +139,8 @@ def run_races(racer: Racer, url: str, prefix: str) -> list[Check]:
 
     codes = [a.body.get("lot_code") for a in created if a.status == 201]
     with psycopg.connect(url) as conn:
-        present = conn.execute("SELECT count(*) FROM lots WHERE lot_code = ANY(%s)", (codes,)).fetchone()[0]
+        present = conn.execute("SELECT count(*) FROM lots WHERE lot_code = ANY(%s)",
+                               (codes,)).fetchone()[0]
     checks.append(Check("every 201 is a legacy lot row, already in `lots`",
                         len(codes) == 13 and all(legacy_lot_shape(a.body) for a in created)
                         and present == len(codes),
@@ -162,12 +166,14 @@ def settled_counts(url: str, patience: float = 10.0) -> tuple[int, int]:
 MIN_LOAD_SECONDS = 8
 
 
-def races_under_load(base: str, token: str, url: str, *, connections: int, seconds: int) -> list[Check]:
+def races_under_load(base: str, token: str, url: str, *, connections: int,
+                     seconds: int) -> list[Check]:
     seconds = max(seconds, MIN_LOAD_SECONDS)
     prefix = f"RACE-{uuid.uuid4().hex[:8]}"
     load: dict[str, tuple[int, int]] = {}
-    loader = threading.Thread(target=lambda: load.update(wrk=wrk(
-        base, LUA, connections, seconds, {"FLOWVIZ_TOKEN": token, "FLOWVIZ_PREFIX": f"{prefix}-W"})))
+    wrk_env = {"FLOWVIZ_TOKEN": token, "FLOWVIZ_PREFIX": f"{prefix}-W"}
+    loader = threading.Thread(
+        target=lambda: load.update(wrk=wrk(base, LUA, connections, seconds, wrk_env)))
     loader.start()
     time.sleep(seconds / 3)
     racer = Racer(base, token)
