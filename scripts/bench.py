@@ -155,8 +155,8 @@ class LagSampler(threading.Thread):
     projector's commit notification of a position that covers it.
 
     It listens rather than polls: polling the log's head and the projector's position
-    every 5 ms, as it once did, cost the server 6-12% of its POSTs per second (4
-    alternated runs). The event is stamped when the worker builds it, before the writer
+    every 5 ms, as it once did, cost the server 6-12% of its POSTs per second (2
+    alternated pairs). The event is stamped when the worker builds it, before the writer
     commits it, so each lag is an upper bound of commit -> visible."""
 
     def __init__(self, url: str) -> None:
