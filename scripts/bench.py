@@ -509,18 +509,19 @@ def main() -> None:  # noqa: PLR0915 - a script that reads top to bottom
     def ms(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.2f} ms"
 
+    def batches(stats: dict) -> tuple[float, float, str]:
+        """Registrations per batch, the share of the time a batch was in flight, ms a batch."""
+        return (stats["appends"] / stats["batches"], stats["busy"] / stats["elapsed"],
+                ms(1000 * stats["busy"] / stats["batches"]))
+
     if loop_writer is not None:
-        per_batch = loop_writer["appends"] / loop_writer["batches"]
-        in_flight = loop_writer["busy"] / loop_writer["elapsed"]
-        batch_ms = ms(1000 * loop_writer["busy"] / loop_writer["batches"])
+        per_batch, in_flight, batch_ms = batches(loop_writer)
         print(f"    from the event loop: {per_batch:.1f} registrations per batch, {in_flight:.2f}"
               f" batches in flight on average, {batch_ms} per batch; the process used"
               f" {loop_writer['cores']:.2f} cores, {ms(loop_writer['cpu_ms'])} of CPU per"
               " registration")
     if writer is not None:
-        per_batch = writer["appends"] / writer["batches"]
-        busy = writer["busy"] / writer["elapsed"]
-        batch_ms = ms(1000 * writer["busy"] / writer["batches"])
+        per_batch, busy, batch_ms = batches(writer)
         print(f"    group commit: {writer['batches']} batches of {per_batch:.1f} registrations, the"
               f" writer busy {busy:.0%} of the time; per batch {batch_ms} in the writer, of which"
               f" PostgreSQL's append function {ms(writer['function_ms'])}"
