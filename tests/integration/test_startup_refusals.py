@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 
 import pytest
@@ -12,9 +10,9 @@ import pytest
 from api.composition import Container
 from api.main import create_app
 from api.settings import ConfigurationError, Settings
+from tests.integration.cli_process import CLI, cli_env
 
 STRONG_SECRET = "prod-" + "Qm7vX2pL9rT4wK8sN3bZ6yH1" * 2
-CLI = [sys.executable, "-c", "from api.cli import main; main()"]
 
 REFUSED = {
     "no-secret": ({"secret_key": None}, "SECRET_KEY is not set"),
@@ -76,12 +74,7 @@ def test_a_strong_secret_starts_in_production(production):
 
 
 def _cli_env(database_url: str, schema: str, **extra: str) -> dict[str, str]:
-    env = {
-        k: v for k, v in os.environ.items()
-        if k not in {"SECRET_KEY", "FLOWVIZ_PASSWORDLESS_LOGIN", "ENVIRONMENT", "DATABASE_URL"}
-    }
-    return {**env, "DATABASE_URL": database_url, "DATABASE_SCHEMA": schema,
-            "NO_COLOR": "1", "COLUMNS": "200", **extra}
+    return cli_env(DATABASE_URL=database_url, DATABASE_SCHEMA=schema, **extra)
 
 
 @pytest.mark.parametrize(
