@@ -1,9 +1,10 @@
-"""A mix whose commit answer was lost is the mix the operator registered, recorded once.
+"""A lot whose commit answer was lost is the lot the operator registered, recorded once.
 
-A lot made of other lots is committed by the writer thread. When the connection breaks
-around that commit, the ledger cannot tell from the error whether the mix was recorded.
-Told "try again", the operator would register it a second time under a new code and
-draw its raw beef twice; so the ledger finds out, by who holds the code.
+Callers on threads (a lot made of other lots, the CLI) are committed by the writer
+thread. When the connection breaks around that commit, the ledger cannot tell from the
+error whether the lot was recorded. Told "try again", the operator would register a mix
+a second time under a new code and draw its raw beef twice; so the ledger finds out: a
+mix by who holds its code, a raw lot by sending its events once more.
 """
 
 from __future__ import annotations
@@ -52,3 +53,34 @@ def test_a_mix_whose_connection_broke_before_the_commit_is_recorded_on_a_new_one
     assert ledger.find_lot_by_code("MIX-1").id == committed.aggregate.id
     assert ledger.find_lot_by_code("RAW-BEEF-1").consumed_kg == Decimal("30")
     assert topics(container).count("Consumed") == 1
+
+
+def test_a_raw_lot_whose_answer_was_lost_after_its_commit_is_its_own_lot(
+    container, ledger, monkeypatch
+):
+    """A raw lot goes straight to the writer thread; sent again, its events clash with
+    themselves, and the caller gets the lot it registered, not a taken code."""
+    lost = losing_the_writer_threads_first_answer(monkeypatch)
+
+    committed = register(ledger, "RAW-BEEF-1", "RAW", "100")
+
+    assert lost, "the raw lot committed and its answer was dropped"
+    assert committed.aggregate.lot_code == "RAW-BEEF-1"
+    assert committed.position >= max(lost[0])
+    assert ledger.find_lot_by_code("RAW-BEEF-1").id == committed.aggregate.id
+    assert topics(container) == ["Registered", "Claimed"]
+    assert ledger.verify().intact
+
+
+def test_a_raw_lot_whose_connection_broke_before_the_commit_is_recorded_on_a_new_one(
+    container, ledger, monkeypatch
+):
+    broken = breaking_the_writer_threads_first_send(monkeypatch)
+
+    committed = register(ledger, "RAW-BEEF-1", "RAW", "100")
+
+    assert broken == [1], "the first send broke with the raw lot in it"
+    assert ledger.find_lot_by_code("RAW-BEEF-1").id == committed.aggregate.id
+    assert topics(container) == ["Registered", "Claimed"]
+    assert ledger.verify().intact
+
