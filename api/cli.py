@@ -117,16 +117,17 @@ def default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, MAX_DEFAULT_WORKERS))
 
 
-# Connections beyond the pools: each worker's two loop-writer connections and its
-# watermark listener, and the projector's lock (its listener comes from its ledger pool).
-_WORKER_OWN = 3
+# Connections beyond the pools: each worker's two loop-writer connections, its writer
+# thread's and its watermark listener, and the projector's lock (its listener comes from
+# its ledger pool).
+_WORKER_OWN = 4
 _PROJECTOR_OWN = 1
 
 
 def pool_size_within(free: int, workers: int, projector_beside: bool, wanted: int) -> int:
     """The largest pool size up to `wanted` (and at least 2) with which every process fits
     in `free` connections: each worker three pools (the ledger's, the read side's, its
-    event loop's reads) and its own three, and the projector's process, when it runs
+    event loop's reads) and its own four, and the projector's process, when it runs
     beside the workers, two pools; the projector's lock once either way."""
     fixed = workers * _WORKER_OWN + _PROJECTOR_OWN
     pools = workers * 3 + (2 if projector_beside else 0)

@@ -84,3 +84,26 @@ def test_a_raw_lot_whose_connection_broke_before_the_commit_is_recorded_on_a_new
     assert topics(container) == ["Registered", "Claimed"]
     assert ledger.verify().intact
 
+
+def test_a_raw_lot_registered_after_a_failover_cut_the_writers_connection_is_recorded(
+    container, ledger, database_url
+):
+    """The writer thread keeps a connection of its own. Cut while idle, the first send
+    fails and nothing is recorded; the events go once more, on a new connection."""
+    import psycopg  # noqa: PLC0415
+
+    register(ledger, "RAW-BEFORE-CUT", "RAW", "100")
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        cut = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = 'flowviz-writer' AND datname = current_database()"
+        ).fetchone()[0]
+    batches_before = ledger.recorder.stats.batches
+
+    after = register(ledger, "RAW-AFTER-CUT", "RAW", "100")
+
+    assert cut == 1
+    assert ledger.recorder.stats.batches - batches_before == 2  # the cut one, the committed
+    assert ledger.find_lot_by_code("RAW-AFTER-CUT").id == after.aggregate.id
+    assert topics(container) == ["Registered", "Claimed"] * 2
+    assert ledger.verify().intact
