@@ -165,6 +165,14 @@ class Projector:
         self.on_applied = on_applied
         self._known: int | None = None  # the position this projector last committed or read
         self._since_analyze = 0
+        self._select_after = (
+            SQL(
+                "SELECT notification_id, originator_id, originator_version, topic, state"
+                " FROM {table} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+            )
+            .format(table=Identifier(recorder.datastore.schema, recorder.events_table_name))
+            .as_string()
+        )
 
     @property
     def lock_key(self) -> str:
@@ -184,6 +192,24 @@ class Projector:
         if not handles(resolve_topic(notification.topic)):
             return []
         return list(ops_for(self.mapper.to_domain_event(notification), self.render_lot))
+
+    def notifications_after(self, position: int) -> list[Notification]:
+        """The log's next batch after `position`, read on the projector's own pool. The
+        library's `select_notifications` composes its statement and takes a connection
+        from the ledger's pool on every call: in batches of 12, the size of a live load's,
+        109-112 us of the projector's CPU per lot against 96-98 us this way (a rebuild of
+        40,000-140,000 lots, 3 alternated pairs)."""
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                self._select_after, (position, self.batch_size), prepare=True
+            ).fetchall()
+        return [
+            Notification(
+                id=row[0], originator_id=row[1], originator_version=row[2], topic=row[3],
+                state=bytes(row[4]),
+            )
+            for row in rows
+        ]
 
     def position(self) -> int:
         """The committed position, read from the database (and remembered)."""
@@ -266,9 +292,7 @@ class Projector:
         """Applies everything recorded so far, without subscribing; returns the position."""
         position = self.position()
         while True:
-            batch = self.recorder.select_notifications(
-                start=position, limit=self.batch_size, inclusive_of_start=False
-            )
+            batch = self.notifications_after(position)
             if not batch:
                 return position
             position = self.apply(batch)
@@ -342,14 +366,11 @@ class ProjectorRunner:
 
     def _pull_and_apply(self, lock: ProjectorLock, listening: psycopg.Connection[Any]) -> None:
         projector = self.projector
-        recorder = projector.recorder
         # Read after LISTEN: an append committed before it is in the first pull, one
         # committed after it also sends a notification.
         position = projector.position()
         while not self._stopping.is_set():
-            batch = recorder.select_notifications(
-                start=position, limit=projector.batch_size, inclusive_of_start=False
-            )
+            batch = projector.notifications_after(position)
             if batch:
                 lock.check()
                 position = projector.apply(batch)

@@ -370,6 +370,26 @@ def test_300_events_are_applied_many_per_transaction(
     assert scalar(container, "SELECT count(*) FROM lot_state") == 150
 
 
+def test_the_projector_reads_the_log_after_its_position_as_the_library_reads_it(
+    container, ledger
+):
+    """The projector reads its batches with a statement of its own: the same notifications
+    as the library's `select_notifications`, after the position, in order, a batch at most."""
+    receive_and_mix(ledger)
+    projector = projector_like(container, batch_size=3)
+    every = all_notifications(container)
+
+    for position in (0, every[0].id, every[2].id, every[-2].id, every[-1].id):
+        assert projector.notifications_after(position) == list(
+            container.ledger.recorder.select_notifications(
+                start=position, limit=3, inclusive_of_start=False
+            )
+        )
+    assert projector.notifications_after(every[-2].id) == [every[-1]]
+    assert projector.notifications_after(every[-1].id) == []
+    assert [type(n.state) for n in projector.notifications_after(0)] == [bytes] * 3
+
+
 # --- rebuild ---------------------------------------------------------------------------
 
 
