@@ -33,7 +33,6 @@ from typing import Any
 import psycopg
 import psycopg.errors
 from eventsourcing.persistence import IntegrityError, OperationalError, PersistenceError
-from psycopg.adapt import Dumper
 
 from ledger.appends import (
     MAX_BATCH,
@@ -44,7 +43,7 @@ from ledger.appends import (
     hand_out,
     on_clash,
 )
-from ledger.event_array import EventArray
+from ledger.prepared_append import PreparedAppend
 
 IN_FLIGHT = 2
 MIN_SECOND_BATCH = 8
@@ -56,14 +55,12 @@ class LoopWriter:
         loop: asyncio.AbstractEventLoop,
         *,
         connect_kwargs: dict[str, Any],
-        dumper: type[Dumper],
-        append_sql: str,
+        append: PreparedAppend,
         stats: WriterStats,
         on_exit: Callable[[LoopWriter], None],
     ) -> None:
         self._connect_kwargs = connect_kwargs
-        self._dumper = dumper
-        self._append_sql = append_sql
+        self._append_call = append
         self._stats = stats
         self._queue: deque[Append] = deque()
         self._wake = asyncio.Event()
@@ -149,7 +146,7 @@ class LoopWriter:
         conn = self._conns[slot]
         if conn is None or conn.closed:
             conn = await psycopg.AsyncConnection.connect(**self._connect_kwargs, autocommit=True)
-            conn.adapters.register_dumper(EventArray, self._dumper)
+            await self._append_call.prepare_async(conn)
             self._conns[slot] = conn
         return conn
 
@@ -162,8 +159,7 @@ class LoopWriter:
     async def _append(
         self, conn: psycopg.AsyncConnection[Any], appends: Sequence[Append]
     ) -> list[int]:
-        cursor = await conn.execute(self._append_sql, (EventArray(appends),), prepare=True)
-        return [row[0] for row in await cursor.fetchall()]
+        return await self._append_call.call_async(conn, appends)
 
     async def _commit_together(self, batch: list[Append], slot: int) -> None:
         conn = await self._connection(slot)
