@@ -6,6 +6,15 @@ import psycopg
 
 from ledger import group_commit, loop_writer
 
+_BROKEN = "server closed the connection unexpectedly"
+
+
+def _first_only(seen: list, value: object) -> None:
+    """Raises the break the first time (remembering `value`), never after."""
+    if not seen:
+        seen.append(value)
+        raise psycopg.OperationalError(_BROKEN)
+
 
 def losing_the_first_answer(monkeypatch) -> list:
     """PostgreSQL commits the first batch, then the connection breaks before its answer
@@ -15,9 +24,7 @@ def losing_the_first_answer(monkeypatch) -> list:
 
     async def commit_then_lose_the_answer(self, conn, appends):
         ids = await append(self, conn, appends)
-        if not lost:
-            lost.append(ids)
-            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        _first_only(lost, ids)
         return ids
 
     monkeypatch.setattr(loop_writer.LoopWriter, "_append", commit_then_lose_the_answer)
@@ -31,9 +38,7 @@ def losing_the_writer_threads_first_answer(monkeypatch) -> list:
 
     def commit_then_lose_the_answer(self, conn, appends):
         ids = append(self, conn, appends)
-        if not lost:
-            lost.append(ids)
-            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        _first_only(lost, ids)
         return ids
 
     monkeypatch.setattr(group_commit.GroupCommitRecorder, "_append", commit_then_lose_the_answer)
@@ -42,13 +47,11 @@ def losing_the_writer_threads_first_answer(monkeypatch) -> list:
 
 def breaking_the_writer_threads_first_send(monkeypatch) -> list:
     """The writer thread's connection breaks before its first batch reaches PostgreSQL:
-    nothing of that batch is recorded."""
+    nothing of that batch is recorded. Returns the size of that batch once broken."""
     append, broken = group_commit.GroupCommitRecorder._append, []
 
     def break_before_sending(self, conn, appends):
-        if not broken:
-            broken.append(len(appends))
-            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        _first_only(broken, len(appends))
         return append(self, conn, appends)
 
     monkeypatch.setattr(group_commit.GroupCommitRecorder, "_append", break_before_sending)
