@@ -261,9 +261,11 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
         (3 alternated runs)."""
         conn = self._writer_conn
         if conn is None or conn.closed:
-            conn = psycopg.connect(**self._connect_kwargs("flowviz-writer"), autocommit=True)
+            # Kept before it is prepared: a failure there drops it like any other.
+            conn = self._writer_conn = psycopg.connect(
+                **self._connect_kwargs("flowviz-writer"), autocommit=True
+            )
             self._append_call().prepare(conn)
-            self._writer_conn = conn
         return conn
 
     def _drop_connection(self) -> None:

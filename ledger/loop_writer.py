@@ -146,8 +146,9 @@ class LoopWriter:
         conn = self._conns[slot]
         if conn is None or conn.closed:
             conn = await psycopg.AsyncConnection.connect(**self._connect_kwargs, autocommit=True)
-            await self._append_call.prepare_async(conn)
+            # Kept before it is prepared: a failure there drops it like any other.
             self._conns[slot] = conn
+            await self._append_call.prepare_async(conn)
         return conn
 
     async def _drop_connection(self, slot: int) -> None:
