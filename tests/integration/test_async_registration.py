@@ -281,6 +281,33 @@ def test_a_registration_whose_connection_broke_before_the_commit_is_committed_on
     assert ledger.verify().intact
 
 
+def test_a_loop_writer_connection_whose_prepare_failed_is_closed_and_replaced(
+    container, ledger, monkeypatch
+):
+    import psycopg  # noqa: PLC0415
+
+    from ledger.prepared_append import PreparedAppend  # noqa: PLC0415
+
+    prepare, opened = PreparedAppend.prepare_async, []
+
+    async def breaking_the_first(self, conn):
+        opened.append(conn)
+        if len(opened) == 1:
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        await prepare(self, conn)
+
+    monkeypatch.setattr(PreparedAppend, "prepare_async", breaking_the_first)
+
+    committed = asyncio.run(
+        ledger.register_lot_async(NewLot("RAW-PREPARE-BROKE", "RAW"), actor_id=None)
+    )
+
+    assert len(opened) == 2
+    assert opened[0].closed
+    assert ledger.find_lot_by_code("RAW-PREPARE-BROKE").id == committed.aggregate.id
+    topics = [row[2].rsplit(".", 1)[-1] for row in log_of(container)]
+    assert topics == ["Registered", "Claimed"]
+
 def test_the_writer_thread_wakes_every_thread_caller_of_its_batch():
     callers = [Append([]) for _ in range(3)]
 

@@ -107,3 +107,31 @@ def test_a_raw_lot_registered_after_a_failover_cut_the_writers_connection_is_rec
     assert ledger.find_lot_by_code("RAW-AFTER-CUT").id == after.aggregate.id
     assert topics(container) == ["Registered", "Claimed"] * 2
     assert ledger.verify().intact
+
+
+def test_a_writer_connection_whose_prepare_failed_is_closed_and_replaced(
+    container, ledger, monkeypatch
+):
+    """The writer prepares the append on each connection it opens. A break during that
+    fails the batch like any other (the raw lot's events go once more) and leaves no
+    connection open behind it."""
+    import psycopg  # noqa: PLC0415
+
+    from ledger.prepared_append import PreparedAppend  # noqa: PLC0415
+
+    prepare, opened = PreparedAppend.prepare, []
+
+    def breaking_the_first(self, conn):
+        opened.append(conn)
+        if len(opened) == 1:
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        prepare(self, conn)
+
+    monkeypatch.setattr(PreparedAppend, "prepare", breaking_the_first)
+
+    committed = register(ledger, "RAW-BEEF-1", "RAW", "100")
+
+    assert len(opened) == 2
+    assert opened[0].closed and not opened[1].closed
+    assert ledger.find_lot_by_code("RAW-BEEF-1").id == committed.aggregate.id
+    assert topics(container) == ["Registered", "Claimed"]
