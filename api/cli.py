@@ -457,7 +457,8 @@ def ledger_verify(
         str | None, typer.Option(help="A digest printed earlier by `ledger digest`")
     ] = None,
 ) -> None:
-    """Recompute every hash chain; exit 1 naming the first altered, removed or inserted event."""
+    """Recompute every hash chain and compare every snapshot with its events; exit 1 naming
+    the first altered, removed or inserted event or altered snapshot."""
     from ledger.hash_chain import Digest  # noqa: PLC0415
 
     try:

@@ -313,6 +313,26 @@ def _check_streams(
     return events, streams
 
 
+def snapshots(
+    conn: Connection[Any], schema: str, snapshots_table: str, events_table: str
+) -> Iterator[tuple]:
+    """Every snapshot as (position, originator_id, version, topic, state), where position is
+    that of the event the snapshot stands at, or None if its stream has no such event."""
+    yield from _scan(
+        conn,
+        SQL(
+            "SELECT e.notification_id, s.originator_id, s.originator_version, s.topic, s.state"
+            " FROM {schema}.{snapshots} s LEFT JOIN {schema}.{events} e"
+            " USING (originator_id, originator_version)"
+            " ORDER BY s.originator_id, s.originator_version"
+        ).format(
+            schema=Identifier(schema),
+            snapshots=Identifier(snapshots_table),
+            events=Identifier(events_table),
+        ),
+    )
+
+
 def _check_log(
     conn: Connection[Any],
     schema: str,

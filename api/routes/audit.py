@@ -69,7 +69,8 @@ async def ledger_verify(
         str | None, Query(description="A digest from /api/ledger/digest or `ledger digest`")
     ] = None,
 ) -> LegacyJSONResponse:
-    """Recomputes every hash chain (and checks the log still leads to the digest)."""
+    """Recomputes every hash chain (and checks the log still leads to the digest), and
+    compares every snapshot with a replay of its events."""
     try:
         against = Digest.parse(digest) if digest is not None else None
     except ValueError as e:

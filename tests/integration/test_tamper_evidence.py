@@ -587,3 +587,87 @@ def test_a_digest_of_the_empty_log_must_be_the_empty_digest(ledger):
 
     assert ledger.verify(empty).intact
     assert not ledger.verify(forged).intact
+
+
+# --- snapshots -------------------------------------------------------------------------------
+
+
+def a_raw_lot_feeding_sixty_mixes(ledger):
+    """A raw lot drawn from 60 times: the ledger snapshots it at version 50."""
+    raw = ledger.register_lot(
+        NewLot(lot_code="RAW-BEEF-SNAP", lot_type="RAW", weight_kg=Decimal(1000)),
+        actor_id=SYSTEM_ACTOR_ID,
+    ).aggregate
+    for n in range(60):
+        ledger.register_lot(
+            NewLot(
+                lot_code=f"MIX-SNAP-{n}",
+                inputs=(InputRef(quantity_used_kg=Decimal("1.5"), lot_code="RAW-BEEF-SNAP"),),
+            ),
+            actor_id=SYSTEM_ACTOR_ID,
+        )
+    [snapshot] = ledger.snapshots.get(raw.id, desc=True, limit=1)
+    assert snapshot.originator_version == 50
+    return raw
+
+
+def snapshots_table(container, ledger) -> Identifier:
+    return Identifier(
+        container.settings.database_schema, ledger.snapshots.recorder.events_table_name
+    )
+
+
+def test_a_ledger_with_snapshots_verifies_intact(container, ledger):
+    a_raw_lot_feeding_sixty_mixes(ledger)
+
+    assert ledger.verify().intact
+
+
+def test_a_snapshot_altered_by_hand_is_named_though_every_chain_is_intact(container, ledger):
+    """Someone gives the beef back its weight in the snapshot the ledger loads it from:
+    the next mix could then draw kilograms that were already used."""
+    raw = a_raw_lot_feeding_sixty_mixes(ledger)
+    with superuser(container) as conn:
+        state = conn.execute(
+            SQL("SELECT state FROM {} WHERE originator_id = %s").format(
+                snapshots_table(container, ledger)
+            ),
+            (raw.id,),
+        ).fetchone()[0]
+        assert b'"73.5"' in bytes(state)  # 49 draws of 1.5 kg by version 50
+        conn.execute(
+            SQL("UPDATE {} SET state = %s WHERE originator_id = %s").format(
+                snapshots_table(container, ledger)
+            ),
+            (bytes(state).replace(b'"73.5"', b'"0.0"'), raw.id),
+        )
+    ledger.repository.cache = None  # a new process: nothing of the lot in memory
+    # The 11 draws after version 50 are all the lot now seems to have given.
+    assert ledger.get_lot(raw.id).consumed_kg == Decimal("16.5")
+
+    result = ledger.verify()
+
+    assert not result.intact
+    [finding] = result.findings
+    assert finding.position == row_of(container, raw.id, 50)["notification_id"]
+    assert f"snapshot of stream {raw.id} at version 50" in finding.what
+    assert "differs from its events" in finding.what
+
+
+def test_a_snapshot_for_a_version_its_stream_never_had_is_named(container, ledger):
+    raw = a_raw_lot_feeding_sixty_mixes(ledger)
+    with superuser(container) as conn:
+        conn.execute(
+            SQL(
+                "INSERT INTO {table} (originator_id, originator_version, topic, state)"
+                " SELECT originator_id, 500, topic, state FROM {table} WHERE originator_id = %s"
+            ).format(table=snapshots_table(container, ledger)),
+            (raw.id,),
+        )
+
+    result = ledger.verify()
+
+    assert [f.what for f in result.findings] == [
+        f"the snapshot of stream {raw.id} at version 500: its stream has no event at that"
+        " version"
+    ]
