@@ -650,7 +650,7 @@ def test_a_snapshot_altered_by_hand_is_named_though_every_chain_is_intact(contai
     assert not result.intact
     [finding] = result.findings
     assert finding.position == row_of(container, raw.id, 50)["notification_id"]
-    assert f"snapshot of stream {raw.id} at version 50" in finding.what
+    assert "the snapshot of Lot 'RAW-BEEF-SNAP' at version 50" in finding.what
     assert "differs from its events" in finding.what
 
 
@@ -670,4 +670,27 @@ def test_a_snapshot_for_a_version_its_stream_never_had_is_named(container, ledge
     assert [f.what for f in result.findings] == [
         f"the snapshot of stream {raw.id} at version 500: its stream has no event at that"
         " version"
+    ]
+
+
+def test_a_snapshot_whose_events_were_garbled_is_named_and_verify_still_answers(
+    container, ledger
+):
+    """An event made unreadable under a snapshot: the chains name the event, and the
+    snapshot's check says it cannot replay rather than failing the whole verification."""
+    raw = a_raw_lot_feeding_sixty_mixes(ledger)
+    row = consumed_row(container, raw.id, version=2)
+    with superuser(container) as conn:
+        conn.execute(
+            SQL("UPDATE {} SET state = %s WHERE notification_id = %s").format(
+                events_table(container)
+            ),
+            (b"not json", row["notification_id"]),
+        )
+
+    result = ledger.verify()
+
+    assert [(f.position, f.what.rsplit(": ", 1)[-1]) for f in result.findings] == [
+        (row["notification_id"], "altered (its content no longer matches its hash)"),
+        (row_of(container, raw.id, 50)["notification_id"], "its events cannot be replayed"),
     ]
