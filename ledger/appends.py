@@ -7,7 +7,13 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from eventsourcing.persistence import IntegrityError, StoredEvent
+import psycopg
+from eventsourcing.persistence import (
+    IntegrityError,
+    OperationalError,
+    PersistenceError,
+    StoredEvent,
+)
 
 MAX_BATCH = 512
 
@@ -85,6 +91,14 @@ def hand_out(batch: list[Append], ids: list[int]) -> None:
 
 
 def fail(batch: list[Append], error: Exception) -> None:
+    """A batch that did not commit: each of its callers raises `error`, as the ledger's
+    persistence error. A broken connection is an `OperationalError`: nothing of the batch
+    was committed, unless the connection broke between the commit and its answer, which
+    the ledger tells by sending the same events once more (a clash with themselves)."""
+    if isinstance(error, psycopg.OperationalError | psycopg.InterfaceError):
+        error = OperationalError(str(error))
+    elif not isinstance(error, PersistenceError):
+        error = PersistenceError(str(error))
     for append in batch:
         append.ids = None
         if append.error is None:

@@ -28,13 +28,11 @@ import psycopg
 import psycopg.errors
 from eventsourcing.persistence import (
     IntegrityError,
-    OperationalError,
     PersistenceError,
     ProgrammingError,
     StoredEvent,
 )
 from eventsourcing.postgres import PostgresApplicationRecorder
-from psycopg.adapt import Dumper
 from psycopg.sql import SQL, Identifier
 
 from ledger.appends import (
@@ -65,8 +63,7 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
         self._loop_writers: dict[asyncio.AbstractEventLoop, LoopWriter] = {}
         self._closed = False
         self.stats = WriterStats()
-        self._dumper: type[Dumper] | None = None  # made once the composite type is known
-        self._prepared_append: PreparedAppend | None = None  # likewise
+        self._prepared_append: PreparedAppend | None = None
         append_function = Identifier(f"{self.events_table_name}_append")
         self._add_hash_columns = SQL(ADD_COLUMNS).format(
             schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name)
@@ -241,14 +238,8 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
                 self._commit_together(batch)
             except BatchConflict:
                 self._commit_each_under_savepoint(batch)
-        except (psycopg.OperationalError, psycopg.InterfaceError) as e:
-            # As in loop_writer: nothing was committed, unless the connection broke between
-            # the commit and its answer, which the ledger tells by sending the same events
-            # once more.
-            fail(batch, OperationalError(str(e)))
-            self._drop_connection()
         except Exception as e:  # noqa: BLE001 - every waiting caller must be woken
-            fail(batch, e if isinstance(e, PersistenceError) else PersistenceError(str(e)))
+            fail(batch, e)
             self._drop_connection()
         self.stats.record(len(batch), time.perf_counter() - started)
         _wake(batch)
@@ -281,15 +272,10 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
 
     def _append_call(self) -> PreparedAppend:
         if self._prepared_append is None:
-            self._prepared_append = PreparedAppend(self._append_all, self._event_array_dumper())
+            # Made once the composite type is known, which is after create_table.
+            info = self.datastore.psycopg_type_adapters[self.stored_event_type_name]
+            self._prepared_append = PreparedAppend(self._append_all, event_array_dumper(info))
         return self._prepared_append
-
-    def _event_array_dumper(self) -> type[Dumper]:
-        if self._dumper is None:
-            self._dumper = event_array_dumper(
-                self.datastore.psycopg_type_adapters[self.stored_event_type_name]
-            )
-        return self._dumper
 
     def _commit_together(self, batch: list[Append]) -> None:
         try:

@@ -32,7 +32,7 @@ from typing import Any
 
 import psycopg
 import psycopg.errors
-from eventsourcing.persistence import IntegrityError, OperationalError, PersistenceError
+from eventsourcing.persistence import IntegrityError
 
 from ledger.appends import (
     MAX_BATCH,
@@ -126,15 +126,10 @@ class LoopWriter:
                 await self._commit_together(batch, slot)
             except BatchConflict:
                 await self._commit_each_under_savepoint(batch, slot)
-        except (psycopg.OperationalError, psycopg.InterfaceError) as e:
-            # Nothing of the batch was committed, unless the connection broke between the
-            # commit and its answer: the ledger sends the same events once more, and a
-            # clash with themselves tells it so (register_lot_async). The API answers a
-            # second failure with 503.
-            fail(batch, OperationalError(str(e)))
-            await self._drop_connection(slot)
         except Exception as e:  # noqa: BLE001 - every waiting caller must be woken
-            fail(batch, e if isinstance(e, PersistenceError) else PersistenceError(str(e)))
+            # A broken connection fails the batch as OperationalError (see `fail`); the API
+            # answers a second failure with 503.
+            fail(batch, e)
             await self._drop_connection(slot)
         self._stats.record(len(batch), time.perf_counter() - started)
         for append in batch:
