@@ -39,9 +39,11 @@ class CountingProjector(Projector):
         super().__init__(**kwargs)
         self.batches: list[int] = []
 
-    def apply(self, notifications: Sequence[Notification]) -> int:
+    def apply_and_read_next(
+        self, notifications: Sequence[Notification]
+    ) -> tuple[int, list[Notification]]:
         self.batches.append(len(notifications))
-        return super().apply(notifications)
+        return super().apply_and_read_next(notifications)
 
 
 def projector_like(container, cls: type[Projector] = Projector, **overrides: Any) -> Projector:
@@ -368,6 +370,32 @@ def test_300_events_are_applied_many_per_transaction(
     assert position == head(container) == projector.position()
     assert scalar(container, "SELECT count(*) FROM lots") == 150
     assert scalar(container, "SELECT count(*) FROM lot_state") == 150
+
+
+def test_a_batch_is_applied_and_the_next_one_read_after_its_commit(container, ledger):
+    """The runner applies a batch and reads the next one in the same round trip: what it
+    reads is what a read of its own after the commit returns, up to an empty batch at the
+    head of the log; a batch applied before is not applied again, and the read still comes."""
+    receive_and_mix(ledger)
+    projector = projector_like(container, batch_size=3)
+    every = all_notifications(container)
+    batch, seen = projector.notifications_after(0), []
+
+    while batch:
+        seen += batch
+        position, batch = projector.apply_and_read_next(batch)
+        assert position == seen[-1].id == projector.position()
+        assert batch == projector.notifications_after(position)
+
+    assert seen == every
+    assert sorted(r[1] for r in snapshot(container)["lots"]) == [
+        "MIX-1", "RAW-BEEF-1", "RAW-BEEF-2"
+    ]
+    assert projector.apply_and_read_next(every[-3:]) == (head(container), [])
+    register(ledger, "RAW-BEEF-3", "RAW", "50")
+    assert projector.apply_and_read_next(every[-3:]) == (
+        every[-1].id, all_notifications(container)[len(every):]
+    )
 
 
 def test_the_projector_reads_the_log_after_its_position_as_the_library_reads_it(
