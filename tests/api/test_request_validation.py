@@ -279,14 +279,29 @@ def test_a_registration_sent_with_no_body_at_all_is_refused(client, operator):
         r'{"lot_code": "L", "metadata": {"deep": {"\u0000": {"y": 1}}}}',
         r'{"lot_code": "L", "inputs": [{"lot_code": "P\u0000", "quantity_used_kg": 1}]}',
         '{"lot_code\\u0000": "L"}',
+        b'{"lot_code": "RAW-\xed\xa0\x80"}',
+        b'{"lot_code": "L", "metadata": {"k": "\xed\xbf\xbf"}}',
+        r'{"lot_code": "RAW\u0000-1"}'.encode("utf-16"),
+        r'{"lot_code": "RAW-\ud800"}'.encode("utf-32-le"),
     ],
     ids=["nul-code", "high-surrogate-code", "low-surrogate-code", "nul-meta-value",
          "nul-meta-key", "surrogate-meta-key", "surrogate-deep-value", "nul-deep-key",
-         "nul-input-code", "nul-field-name"],
+         "nul-input-code", "nul-field-name", "surrogate-as-utf8-bytes",
+         "low-surrogate-as-utf8-bytes-in-metadata", "nul-in-utf16", "surrogate-in-utf32"],
 )
 def test_text_postgresql_cannot_store_is_refused_wherever_it_hides(post_lot, traced, raw):
     assert_refused(post_lot(raw=raw), 422)
     assert traced("L").status_code == 404
+
+
+def test_brackets_and_escapes_inside_text_are_only_text(post_lot):
+    """Bodies with more brackets than the depth limit, or a backslash before a u, are
+    screened in full and pass: the brackets are text, and so is the escaped backslash."""
+    metadata = {"note": "[{" * 40, "path": "C:\\users\\ud800", "ok": [[[["fine"]]]]}
+    response = post_lot({"lot_code": "RAW-BRACKETS", "metadata": metadata})
+
+    assert response.status_code == 201, response.text
+    assert response.json()["metadata"] == metadata
 
 
 def test_an_emoji_sent_as_a_surrogate_pair_is_fine_text(post_lot):
