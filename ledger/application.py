@@ -98,6 +98,9 @@ class Ledger(Application[UUID]):
         datastore = getattr(self.recorder, "datastore", None)
         if datastore is not None:
             forbid_rewrites(datastore, self.recorder.events_table_name)  # type: ignore[attr-defined]
+            if self.snapshots is not None:
+                snapshots = self.snapshots.recorder.events_table_name  # type: ignore[attr-defined]
+                forbid_rewrites(datastore, snapshots, "snapshots")
 
     def close(self) -> None:
         close_writer = getattr(self.recorder, "close_writer", None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -53,11 +53,15 @@ SETUP_UNLOCK = f"SELECT pg_advisory_unlock({_SETUP_KEY})"
 SETUP_XACT_LOCK = f"SELECT pg_advisory_xact_lock({_SETUP_KEY})"
 
 
-def forbid_rewrites(datastore: PostgresDatastore, events_table: str) -> None:
+def forbid_rewrites(
+    datastore: PostgresDatastore, events_table: str, what: Literal["events", "snapshots"] = "events"
+) -> None:
     """Refuse UPDATE, DELETE and TRUNCATE on the events table, whoever asks.
 
     A superuser can still disable the trigger; the hash chain (a later issue) is what
-    proves history was not rewritten. This stops accidents and ordinary roles.
+    proves history was not rewritten. This stops accidents and ordinary roles. The
+    snapshots table is guarded the same way: the library only ever inserts into it, and
+    a snapshot is what the ledger checks a busy lot's invariants against.
     """
     schema = Identifier(datastore.schema)
     table = Identifier(events_table)
@@ -68,8 +72,8 @@ def forbid_rewrites(datastore: PostgresDatastore, events_table: str) -> None:
             SQL(
                 "CREATE OR REPLACE FUNCTION {schema}.{function}() RETURNS trigger "
                 "LANGUAGE plpgsql AS $$ BEGIN "
-                "RAISE EXCEPTION 'events are immutable: % refused on %', TG_OP, TG_TABLE_NAME; "
-                "END $$"
+                "RAISE EXCEPTION '" + what + " are immutable: % refused on %',"
+                " TG_OP, TG_TABLE_NAME; END $$"
             ).format(schema=schema, function=function)
         )
         for suffix, timing in (("rows", "FOR EACH ROW"), ("truncate", "FOR EACH STATEMENT")):

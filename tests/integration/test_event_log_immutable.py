@@ -122,3 +122,36 @@ def test_only_hashed_appends_reach_the_log(container, ledger, recorded_mix):
         ledger.recorder.insert_events([event], tracking=Tracking("elsewhere", 1))
 
     assert event_log(container) == recorded_mix
+
+
+SNAPSHOT_REWRITES = {
+    "give-the-beef-back": "UPDATE {t} SET state = state",
+    "drop-the-snapshot": "DELETE FROM {t}",
+    "truncate": "TRUNCATE {t}",
+}
+
+
+@pytest.mark.parametrize("statement", SNAPSHOT_REWRITES.values(), ids=SNAPSHOT_REWRITES.keys())
+def test_nobody_can_edit_or_drop_a_snapshot_the_ledger_loads_from(container, ledger, statement):
+    """A busy lot is loaded from its snapshot, so its invariants are checked against it: the
+    snapshots table refuses rewrites as the events table does, while the ledger still
+    takes new snapshots."""
+    raw = ledger.register_lot(NewLot("RAW-BEEF-SNAP", "RAW", weight_kg=Decimal(100)), actor_id=None)
+    for n in range(55):
+        ledger.register_lot(
+            NewLot(f"MIX-SNAP-{n}", "MIX",
+                   inputs=(InputRef(Decimal(1), lot_code="RAW-BEEF-SNAP"),)),
+            actor_id=None,
+        )
+    snapshots = ledger.snapshots.recorder.events_table_name
+    sql = statement.format(t=f'"{container.settings.database_schema}".{snapshots}')
+
+    with psycopg.connect(container.settings.database_url, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.RaiseException, match="snapshots are immutable"):
+            conn.execute(sql)
+
+    [kept] = ledger.snapshots.get(raw.aggregate.id, desc=True, limit=1)
+    assert kept.originator_version == 50
+    ledger.repository.cache = None  # a new process: loaded from the snapshot
+    assert ledger.get_lot(raw.aggregate.id).consumed_kg == Decimal(55)
+    assert ledger.verify().intact
