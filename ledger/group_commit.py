@@ -212,37 +212,89 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
             self._drop_connection()
 
     def _write_until_closed(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            stop = False
-            while len(batch) < MAX_BATCH:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
-            self._commit(batch)
-            if stop:
-                return
+        """Commits what is queued, a batch at a time. The callers of a committed batch are
+        woken only once the next batch is on its way: woken first, they took the
+        interpreter lock for their next registrations while the writer, back from its
+        wait, queued behind them for it to send that batch (py-spy). From 16 threads,
+        13,400-15,400 -> 16,000-18,000 registrations/s and 54-65 -> 45-50 us of CPU each
+        (3 alternated pairs). A batch that failed with its connection is answered at once:
+        the next one may first have to reconnect."""
+        committed: list[Append] | None = None  # its callers not woken yet
+        try:
+            while True:
+                if committed is None:
+                    first = self._queue.get()
+                    if first is None:
+                        return
+                    batch, stop = self._take([first])
+                else:
+                    batch, stop = self._take([])
+                if not batch:
+                    _wake(committed)
+                    committed = None
+                    if stop:
+                        return
+                    continue
+                started = time.perf_counter()
+                sent = self._send(batch)
+                if committed is not None:
+                    _wake(committed)
+                    committed = None
+                if sent:
+                    self._finish(batch)
+                self.stats.record(len(batch), time.perf_counter() - started)
+                if stop or self._writer_conn is None:
+                    # Closing, or failed with its connection: nothing to send first.
+                    _wake(batch)
+                    if stop:
+                        return
+                else:
+                    committed = batch
+        finally:
+            if committed is not None:  # the writer is dying: its callers must not hang
+                _wake(committed)
 
-    def _commit(self, batch: list[Append]) -> None:
-        started = time.perf_counter()
+    def _take(self, batch: list[Append]) -> tuple[list[Append], bool]:
+        """`batch` with what else is queued, up to the limit; and whether the closing
+        sentinel was among it."""
+        while len(batch) < MAX_BATCH:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return batch, False
+            if item is None:
+                return batch, True
+            batch.append(item)
+        return batch, False
+
+    def _send(self, batch: list[Append]) -> bool:
+        """Sends the batch's append; a batch that could not be sent has failed."""
+        try:
+            self._send_appends(self._connection(), batch)
+        except Exception as e:  # noqa: BLE001 - every waiting caller must be woken
+            fail(batch, e)
+            self._drop_connection()
+            return False
+        return True
+
+    def _finish(self, batch: list[Append]) -> None:
+        """Takes the sent batch's answer: its positions, or a clash that sends it down the
+        savepoint path, or a failure that every caller of the batch raises."""
         try:
             try:
-                self._commit_together(batch)
+                conn = self._writer_conn
+                assert conn is not None, "a sent batch's connection is kept until answered"
+                try:
+                    ids = self._sent_positions(conn)
+                except psycopg.errors.UniqueViolation as e:
+                    on_clash(batch, e)
+                    return
+                hand_out(batch, ids)
             except BatchConflict:
                 self._commit_each_under_savepoint(batch)
         except Exception as e:  # noqa: BLE001 - every waiting caller must be woken
             fail(batch, e)
             self._drop_connection()
-        self.stats.record(len(batch), time.perf_counter() - started)
-        _wake(batch)
 
     def _connection(self) -> psycopg.Connection[Any]:
         """The writer's own connection, as each loop writer has. Taken from the library's
@@ -266,9 +318,16 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
                 conn.close()
 
     def _append(self, conn: psycopg.Connection[Any], appends: Sequence[Append]) -> list[int]:
+        self._send_appends(conn, appends)
+        return self._sent_positions(conn)
+
+    def _send_appends(self, conn: psycopg.Connection[Any], appends: Sequence[Append]) -> None:
         # Hash, lock, insert and notify in one call (see create_table); with no transaction
         # open, the commit rides in the same round trip.
-        return self._append_call().call(conn, appends)
+        self._append_call().send(conn, appends)
+
+    def _sent_positions(self, conn: psycopg.Connection[Any]) -> list[int]:
+        return self._append_call().receive(conn)
 
     def _append_call(self) -> PreparedAppend:
         if self._prepared_append is None:
@@ -276,14 +335,6 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
             info = self.datastore.psycopg_type_adapters[self.stored_event_type_name]
             self._prepared_append = PreparedAppend(self._append_all, event_array_dumper(info))
         return self._prepared_append
-
-    def _commit_together(self, batch: list[Append]) -> None:
-        try:
-            ids = self._append(self._connection(), batch)
-        except psycopg.errors.UniqueViolation as e:
-            on_clash(batch, e)
-            return
-        hand_out(batch, ids)
 
     def _commit_each_under_savepoint(self, batch: list[Append]) -> None:
         conn = self._connection()

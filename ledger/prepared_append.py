@@ -45,9 +45,12 @@ class PreparedAppend:
     async def prepare_async(self, conn: psycopg.AsyncConnection[Any]) -> None:
         await conn.execute(self._prepare)
 
-    def call(self, conn: psycopg.Connection[Any], appends: Sequence[Any]) -> list[int]:
-        """The positions of the batch's events, in order (on a prepared connection)."""
+    def send(self, conn: psycopg.Connection[Any], appends: Sequence[Any]) -> None:
+        """Sends the call for the batch (on a prepared connection); `receive` answers it."""
         self._send(conn.pgconn, appends)
+
+    def receive(self, conn: psycopg.Connection[Any]) -> list[int]:
+        """The positions of the sent batch's events, in order."""
         return _positions(conn.wait(generators.execute(conn.pgconn)), conn.info.encoding)
 
     async def call_async(

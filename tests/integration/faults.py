@@ -34,25 +34,27 @@ def losing_the_first_answer(monkeypatch) -> list:
 def losing_the_writer_threads_first_answer(monkeypatch) -> list:
     """The same for the writer thread, which commits for callers on threads (a lot made
     of other lots, the CLI)."""
-    append, lost = group_commit.GroupCommitRecorder._append, []
+    positions, lost = group_commit.GroupCommitRecorder._sent_positions, []
 
-    def commit_then_lose_the_answer(self, conn, appends):
-        ids = append(self, conn, appends)
+    def commit_then_lose_the_answer(self, conn):
+        ids = positions(self, conn)
         _first_only(lost, ids)
         return ids
 
-    monkeypatch.setattr(group_commit.GroupCommitRecorder, "_append", commit_then_lose_the_answer)
+    monkeypatch.setattr(
+        group_commit.GroupCommitRecorder, "_sent_positions", commit_then_lose_the_answer
+    )
     return lost
 
 
 def breaking_the_writer_threads_first_send(monkeypatch) -> list:
     """The writer thread's connection breaks before its first batch reaches PostgreSQL:
     nothing of that batch is recorded. Returns the size of that batch once broken."""
-    append, broken = group_commit.GroupCommitRecorder._append, []
+    send, broken = group_commit.GroupCommitRecorder._send_appends, []
 
     def break_before_sending(self, conn, appends):
         _first_only(broken, len(appends))
-        return append(self, conn, appends)
+        send(self, conn, appends)
 
-    monkeypatch.setattr(group_commit.GroupCommitRecorder, "_append", break_before_sending)
+    monkeypatch.setattr(group_commit.GroupCommitRecorder, "_send_appends", break_before_sending)
     return broken

@@ -14,8 +14,11 @@ import time
 from decimal import Decimal
 from uuid import UUID
 
+import psycopg
 import pytest
+from eventsourcing.persistence import OperationalError
 
+from ledger import group_commit
 from ledger.appends import Append
 from ledger.commands import InputRef, NewLot
 from ledger.errors import LotCodeAlreadyExists
@@ -314,3 +317,78 @@ def test_the_writer_thread_wakes_every_thread_caller_of_its_batch():
     _wake(callers)
 
     assert all(c.done._lock.acquire(blocking=False) for c in callers)
+
+
+class WriterThreadDiary:
+    """What the writer thread does, in order: each batch it sends and each batch it wakes.
+    Arrivals are scripted: while the first batch is being sent, more callers queue up."""
+
+    def __init__(self, ledger, monkeypatch, arriving: list[Append], *, break_first_send=False):
+        self.order: list[tuple[str, int]] = []
+        recorder = ledger.recorder
+        send, wake = type(recorder)._send_appends, group_commit._wake
+
+        def sending(self_, conn, appends):
+            first = not self.order
+            self.order.append(("sent", len(appends)))
+            if first:
+                for append in arriving:
+                    recorder._queue.put(append)
+                recorder._queue.put(None)  # and then the ledger closes
+                if break_first_send:
+                    raise psycopg.OperationalError("server closed the connection unexpectedly")
+            send(self_, conn, appends)
+
+        def waking(batch):
+            self.order.append(("woken", len(batch)))
+            wake(batch)
+
+        monkeypatch.setattr(type(recorder), "_send_appends", sending)
+        monkeypatch.setattr(group_commit, "_wake", waking)
+
+
+def raw_append(ledger, code: str) -> Append:
+    return Append(ledger._raw_lot(NewLot(code, "RAW"), None).stored)
+
+
+def test_the_writer_thread_sends_the_next_batch_before_waking_the_last_ones_callers(
+    ledger, monkeypatch
+):
+    """Woken first, a committed batch's callers took the interpreter lock for their next
+    registrations while the writer, back from the database, waited behind them to send
+    the batch already queued. Now that batch goes out first; every caller is answered."""
+    first, arriving = raw_append(ledger, "RAW-FIRST"), [
+        raw_append(ledger, "RAW-SECOND-1"), raw_append(ledger, "RAW-SECOND-2")
+    ]
+    diary = WriterThreadDiary(ledger, monkeypatch, arriving)
+    ledger.recorder._queue.put(first)
+
+    try:
+        ledger.recorder._write_until_closed()
+    finally:
+        ledger.recorder._drop_connection()
+
+    assert diary.order == [("sent", 1), ("sent", 2), ("woken", 1), ("woken", 2)]
+    assert all(a.error is None and a.ids for a in [first, *arriving])
+    assert ledger.find_lot_by_code("RAW-SECOND-2") is not None
+
+
+def test_a_batch_whose_connection_broke_is_answered_before_the_next_is_sent(
+    ledger, monkeypatch
+):
+    """A batch that failed with its connection has nothing to wait for: its callers hear
+    at once, not after the writer has reconnected for the next batch."""
+    first, arriving = raw_append(ledger, "RAW-BROKEN"), [raw_append(ledger, "RAW-AFTER")]
+    diary = WriterThreadDiary(ledger, monkeypatch, arriving, break_first_send=True)
+    ledger.recorder._queue.put(first)
+
+    try:
+        ledger.recorder._write_until_closed()
+    finally:
+        ledger.recorder._drop_connection()
+
+    assert diary.order == [("sent", 1), ("woken", 1), ("sent", 1), ("woken", 1)]
+    assert isinstance(first.error, OperationalError) and first.ids is None
+    assert arriving[0].error is None and arriving[0].ids
+    assert ledger.find_lot_by_code("RAW-BROKEN") is None
+    assert ledger.find_lot_by_code("RAW-AFTER") is not None

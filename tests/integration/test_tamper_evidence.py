@@ -265,12 +265,12 @@ def test_sixteen_lines_registering_at_once_leave_the_chains_intact(make_containe
 
     recorder = ledger.recorder
     batch_sizes: list[int] = []
-    together = recorder._commit_together
+    finish = recorder._finish
 
-    def slow_disk_together(batch):
+    def slow_disk_finish(batch):
         batch_sizes.append(len(batch))
         time.sleep(SLOW_FSYNC)  # a slow fsync: the queue fills up behind the writer
-        return together(batch)
+        return finish(batch)
 
     def register(n: int) -> None:
         ledger.register_lot(
@@ -280,7 +280,7 @@ def test_sixteen_lines_registering_at_once_leave_the_chains_intact(make_containe
         )
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(recorder, "_commit_together", slow_disk_together)
+        mp.setattr(recorder, "_finish", slow_disk_finish)
         with ThreadPoolExecutor(max_workers=16) as pool:
             list(pool.map(register, range(60)))  # raises if any station was refused
 
@@ -328,7 +328,8 @@ def test_a_batch_with_a_clash_commits_the_others_each_under_its_savepoint(
 
     if writer == "writer thread":
         batch = [Append(events) for events in appends]
-        ledger.recorder._commit(batch)
+        assert ledger.recorder._send(batch)
+        ledger.recorder._finish(batch)
     else:
 
         async def on_the_loop() -> list:
