@@ -45,9 +45,16 @@ class PreparedAppend:
     async def prepare_async(self, conn: psycopg.AsyncConnection[Any]) -> None:
         await conn.execute(self._prepare)
 
-    def send(self, conn: psycopg.Connection[Any], appends: Sequence[Any]) -> None:
+    def send(
+        self, conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any], appends: Sequence[Any]
+    ) -> None:
         """Sends the call for the batch (on a prepared connection); `receive` answers it."""
-        self._send(conn.pgconn, appends)
+        conn.pgconn.send_query_prepared(
+            _NAME,
+            [self._dump(EventArray(appends))],
+            param_formats=[Format.BINARY],
+            result_format=Format.BINARY,
+        )
 
     def receive(self, conn: psycopg.Connection[Any]) -> list[int]:
         """The positions of the sent batch's events, in order."""
@@ -56,16 +63,8 @@ class PreparedAppend:
     async def call_async(
         self, conn: psycopg.AsyncConnection[Any], appends: Sequence[Any]
     ) -> list[int]:
-        self._send(conn.pgconn, appends)
+        self.send(conn, appends)
         return _positions(await conn.wait(generators.execute(conn.pgconn)), conn.info.encoding)
-
-    def _send(self, pgconn: Any, appends: Sequence[Any]) -> None:
-        pgconn.send_query_prepared(
-            _NAME,
-            [self._dump(EventArray(appends))],
-            param_formats=[Format.BINARY],
-            result_format=Format.BINARY,
-        )
 
 
 def _positions(results: list[PGresult], encoding: str) -> list[int]:

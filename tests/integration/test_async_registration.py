@@ -345,6 +345,15 @@ class WriterThreadDiary:
 
         monkeypatch.setattr(type(recorder), "_send_appends", sending)
         monkeypatch.setattr(group_commit, "_wake", waking)
+        self.recorder = recorder
+
+    def run_writer(self, first: Append) -> None:
+        """The writer thread's loop, run here, from `first` queued until the ledger closes."""
+        self.recorder._queue.put(first)
+        try:
+            self.recorder._write_until_closed()
+        finally:
+            self.recorder._drop_connection()
 
 
 def raw_append(ledger, code: str) -> Append:
@@ -361,12 +370,8 @@ def test_the_writer_thread_sends_the_next_batch_before_waking_the_last_ones_call
         raw_append(ledger, "RAW-SECOND-1"), raw_append(ledger, "RAW-SECOND-2")
     ]
     diary = WriterThreadDiary(ledger, monkeypatch, arriving)
-    ledger.recorder._queue.put(first)
 
-    try:
-        ledger.recorder._write_until_closed()
-    finally:
-        ledger.recorder._drop_connection()
+    diary.run_writer(first)
 
     assert diary.order == [("sent", 1), ("sent", 2), ("woken", 1), ("woken", 2)]
     assert all(a.error is None and a.ids for a in [first, *arriving])
@@ -380,12 +385,8 @@ def test_a_batch_whose_connection_broke_is_answered_before_the_next_is_sent(
     at once, not after the writer has reconnected for the next batch."""
     first, arriving = raw_append(ledger, "RAW-BROKEN"), [raw_append(ledger, "RAW-AFTER")]
     diary = WriterThreadDiary(ledger, monkeypatch, arriving, break_first_send=True)
-    ledger.recorder._queue.put(first)
 
-    try:
-        ledger.recorder._write_until_closed()
-    finally:
-        ledger.recorder._drop_connection()
+    diary.run_writer(first)
 
     assert diary.order == [("sent", 1), ("woken", 1), ("sent", 1), ("woken", 1)]
     assert isinstance(first.error, OperationalError) and first.ids is None
