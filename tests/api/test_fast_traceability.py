@@ -180,3 +180,27 @@ def test_a_trace_that_cannot_be_rendered_is_the_routes_plain_500(
     assert response.status_code == 500
     assert set(response.json()) == {"detail", "error"}
     assert "renderer" not in response.text
+
+
+def test_a_cached_user_in_the_last_second_of_the_entry_is_read_again_ahead(
+    fast, client, auth, app_container
+):
+    """A busy user's entry is renewed before it expires, by one read in the background,
+    so that the user's requests keep the fast path; an entry past its life never answers."""
+    fast_path, behind = fast
+    cache = app_container.access
+    token = warm_token(client, auth, app_container, Role.VIEWER)
+    user_id = app_container.tokens.verify(token).user_id
+    stamp, access = cache._entries[user_id]
+
+    aging = stamp - (cache.ttl_seconds - cache.refresh_ahead_seconds / 2)
+    cache._entries[user_id] = (aging, access)
+    assert call(fast_path, "/api/traceability/MIX-9", token) == 200
+    assert behind.paths == [], "still within its life: answered from the cache"
+    assert cache._entries[user_id][0] > aging, "and read again meanwhile"
+    assert cache._entries[user_id][1] == access
+    assert cache._refreshing == set()
+
+    cache._entries[user_id] = (stamp - cache.ttl_seconds - 0.01, access)
+    assert call(fast_path, "/api/traceability/MIX-9", token) == 599
+    assert behind.paths == ["/api/traceability/MIX-9"]
