@@ -178,6 +178,8 @@ class ProjectionWatermark:
                         loop.add_reader(fd, readable)
         finally:
             loop.remove_reader(fd)
+            if broken.done():
+                broken.exception()  # seen, even when a stop came before it was raised
 
     def _take(self, payload: str) -> None:
         position = payload.removeprefix(self.prefix)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from projections import watermark as watermark_module
 from projections.projector import PROJECTED_CHANNEL
 from projections.watermark import APPLICATION_NAME
 
@@ -15,7 +16,8 @@ def _announce(container, position: int) -> None:
     the notification (projection_tracking stays empty), so only the listener can see it."""
     watermark = container.watermark
     with container.read_pool.connection() as conn:
-        conn.execute("SELECT pg_notify(%s, %s)", (PROJECTED_CHANNEL, f"{watermark.prefix}{position}"))
+        payload = f"{watermark.prefix}{position}"
+        conn.execute("SELECT pg_notify(%s, %s)", (PROJECTED_CHANNEL, payload))
 
 
 def _kill_listener(container) -> int:
@@ -101,12 +103,11 @@ def test_a_notification_that_arrives_while_the_listener_looks_itself_is_not_lost
     """While a waiter waits, the listener reads projection_tracking every half second on
     its own connection; a batch announced during that read must still count."""
     watermark = container.watermark
-    from projections import watermark as module
 
-    real_read = module.read_position_async
+    real_read = watermark_module.read_position_async
     announced: list[int] = []
 
-    async def read_while_a_batch_is_announced(conn, name):
+    async def announcing_read(conn, name):
         if not announced:
             announced.append(21)
             await asyncio.to_thread(_announce, container, 21)
@@ -114,7 +115,7 @@ def test_a_notification_that_arrives_while_the_listener_looks_itself_is_not_lost
 
     async def wait_past_a_look() -> bool:
         await watermark.start_on_loop()
-        monkeypatch.setattr(module, "read_position_async", read_while_a_batch_is_announced)
+        monkeypatch.setattr(watermark_module, "read_position_async", announcing_read)
         try:
             return await watermark.wait_for_async(21, timeout=3)
         finally:
