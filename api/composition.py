@@ -201,6 +201,7 @@ class Container:
         self.metrics.stop_refreshing()
         if self.runner is not None:
             self.runner.stop()
+        self.projector.wait_for_statistics(timeout=10)  # its connection is the read pool's
         self.read_pool.close()
         self.ledger.close()
         if self.redis is not None:

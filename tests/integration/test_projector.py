@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
@@ -605,6 +606,7 @@ def test_the_projector_keeps_planner_statistics_as_the_read_tables_grow(
         ledger.register_lot(NewLot(f"RAW-{i}", "RAW", weight_kg=Decimal(10)), actor_id=None)
 
     container.projector.catch_up()
+    assert container.projector.wait_for_statistics(timeout=10)
 
     with container.read_pool.connection() as conn:
         analyzed = conn.execute(
@@ -614,6 +616,43 @@ def test_the_projector_keeps_planner_statistics_as_the_read_tables_grow(
         jit = conn.execute("SHOW jit").fetchone()[0]
     assert {"lots", "lot_edges", "lot_state", "qc_decisions"} <= {r[0] for r in analyzed}
     assert jit == "off"
+
+
+def _finished_within(seconds: float, work: Callable[[], Any]) -> Any:
+    done: list[Any] = []
+    worker = threading.Thread(target=lambda: done.append(work()), daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert done, f"still running after {seconds} s"
+    return done[0]
+
+
+def test_a_slow_analyze_holds_up_no_batch(container, ledger, monkeypatch):
+    """Every POST's 201 waits for the projector's batch, so the statistics are refreshed
+    beside the projection, never between two batches: here an ANALYZE that queues behind
+    a maintenance lock on one read table while lots keep being registered."""
+    monkeypatch.setattr("projections.projector.ANALYZE_EVERY_EVENTS", 5)
+    projector = container.projector
+    for i in range(3):
+        ledger.register_lot(NewLot(f"RAW-{i}", "RAW", weight_kg=Decimal(10)), actor_id=None)
+
+    with container.read_pool.connection() as maintenance, maintenance.transaction():
+        # Blocks ANALYZE of lot_json, not the projector's inserts into it.
+        maintenance.execute("LOCK TABLE lot_json IN SHARE UPDATE EXCLUSIVE MODE")
+        _finished_within(5, projector.catch_up)
+        assert projector.wait_for_statistics(timeout=0.2) is False, "ANALYZE is queued"
+        for i in range(3, 6):
+            ledger.register_lot(NewLot(f"RAW-{i}", "RAW", weight_kg=Decimal(10)), actor_id=None)
+        assert _finished_within(5, projector.catch_up) == head(container)
+        assert scalar(container, "SELECT count(*) FROM lot_json") == 6
+
+    assert projector.wait_for_statistics(timeout=10) is True
+    with container.read_pool.connection() as conn:
+        analyzed = conn.execute(
+            "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables"
+            " WHERE schemaname = current_schema() AND relname = 'lot_json'"
+        ).fetchone()[0]
+    assert analyzed is True
 
 
 def test_an_append_committed_while_the_projector_starts_to_listen_is_still_projected(
