@@ -268,7 +268,7 @@ class Projector:
             return
         self._since_analyze = 0
         if not self._analyzing.acquire(blocking=False):
-            return  # the last one is still running: it sees these rows too
+            return  # one still runs; the next comes after as many events again
         try:
             threading.Thread(target=self._analyze, name="projector-analyze", daemon=True).start()
         except BaseException:
