@@ -122,5 +122,5 @@ def test_a_notification_that_arrives_while_the_listener_looks_itself_is_not_lost
             await watermark.stop_on_loop()
 
     assert asyncio.run(wait_past_a_look()) is True
-    assert announced == [21], "heard while looking, not from a notification read afterwards"
+    assert announced == [21], "the batch was announced during the listener's own read"
     assert watermark.position == 21
