@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import threading
-import time
 from typing import Any
 
 import psycopg
@@ -163,14 +162,12 @@ class ProjectionWatermark:
 
         loop.add_reader(fd, readable)
         try:
-            polled = time.monotonic()
             while True:
                 await asyncio.wait([broken], timeout=POLL_SECONDS)
                 if broken.done():
                     broken.result()  # raises what broke it
                 # Waiters must never hang on one lost notification: look anyway.
-                if self._awaited() and time.monotonic() - polled >= POLL_SECONDS:
-                    polled = time.monotonic()
+                if self._awaited():
                     loop.remove_reader(fd)  # the query reads the socket itself meanwhile
                     try:
                         self._advance(await read_position_async(conn, self.name))
