@@ -1,6 +1,8 @@
 """Throughput benchmark: every figure is a ratio against a baseline measured in the same run.
 
-    uv run python scripts/bench.py [--duration 10] [--connections 32] [--workers 2]
+    uv run python scripts/bench.py [--duration 10] [--connections 32] [--workers N]
+
+--workers defaults to what `flowviz serve` starts on this machine.
 
 Uses DATABASE_URL's server (else the embedded PostgreSQL) and creates a fresh database
 for the run. HTTP load comes from wrk (Debian package `wrk`) in its own process; the
@@ -59,6 +61,7 @@ from races_under_load import (  # noqa: E402
 )
 from wrk_load import wrk  # noqa: E402
 
+from api.cli import default_workers  # noqa: E402
 from ledger.application import Ledger  # noqa: E402
 from ledger.commands import InputRef, NewLot  # noqa: E402
 from ledger.event_store import postgres_env  # noqa: E402
@@ -358,7 +361,7 @@ def main() -> None:  # noqa: PLR0915 - a script that reads top to bottom
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--mixes", type=int, default=300)
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
     args = parser.parse_args()
@@ -401,13 +404,14 @@ def main() -> None:  # noqa: PLR0915 - a script that reads top to bottom
             writer["python_ms"] = python_per_registration_ms(min(d, 3))
         results["writer"] = writer
 
-        print("starting server ...", flush=True)
+        workers = args.workers or default_workers()
+        print(f"starting server ({workers} HTTP worker{'s' * (workers > 1)}) ...", flush=True)
         port = free_port()
         env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": uuid.uuid4().hex * 2,
                "BCRYPT_ROUNDS": "4"}
         server = subprocess.Popen(
             [sys.executable, "-c", "from api.cli import main; main()", "serve", "--demo",
-             "--port", str(port), "--workers", str(args.workers), "--log-level", "warning"],
+             "--port", str(port), "--workers", str(workers), "--log-level", "warning"],
             env=env, cwd=ROOT)
         base = f"http://127.0.0.1:{port}"
         rss = RssWatcher(server.pid)

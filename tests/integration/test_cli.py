@@ -275,22 +275,23 @@ def test_requests_are_logged_one_line_each_only_when_asked(
     assert (ACCESS_LINE in output) is logged, output
 
 
-def test_two_workers_share_one_projector_and_one_set_of_metrics(
-    db_env, serve, tmp_path, database_url, schema
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_workers_share_one_projector_beside_them_and_one_set_of_metrics(
+    db_env, serve, tmp_path, database_url, schema, workers
 ):
-    """With two HTTP workers, every lot is readable at once whichever worker answers,
-    exactly one projector holds the lock, and any worker's /metrics counts all lots.
-    The projector runs in the serving process itself, beside (not inside) the workers.
-    Pools asked too large for the server are cut down until all three processes fit."""
+    """Every lot is readable at once whichever worker answers, exactly one projector
+    holds the lock, and any worker's /metrics counts all lots. The projector runs in the
+    serving process itself, beside (not inside) the workers, a lone worker included.
+    Pools asked too large for the server are cut down until all processes fit."""
     port, log = free_port(), tmp_path / "serve.log"
-    process = serve({**db_env, "DB_POOL_SIZE": "5000"}, port, log, "--workers", "2")
+    process = serve({**db_env, "DB_POOL_SIZE": "5000"}, port, log, "--workers", str(workers))
     base = f"http://127.0.0.1:{port}"
     wait_healthy(base, process, log, timeout=60)
     token = httpx.post(f"{base}/api/login", json={"email": "admin@flowviz.com"}).json()["token"]
     headers = {"Authorization": f"Bearer {token}"}
 
     with httpx.Client(base_url=base, headers=headers, timeout=10) as http:
-        for n in range(12):  # new connections, so both workers take their share
+        for n in range(12):  # new connections, so that every worker takes its share
             with httpx.Client(base_url=base, headers=headers, timeout=10) as fresh:
                 created = fresh.post("/api/lots", json={"lot_code": f"W-{n}", "lot_type": "RAW"})
                 assert created.status_code == 201, created.text
@@ -309,7 +310,8 @@ def test_two_workers_share_one_projector_and_one_set_of_metrics(
         ).fetchall()
     assert holders == [(f"flowviz-projector:{process.pid}",)]
     stop(process, log)
-    assert re.search(r"DB_POOL_SIZE 5000 -> \d+: 2 workers and the projector", log.read_text())
+    counted = f"{workers} worker{'s' * (workers > 1)} and the projector"
+    assert re.search(rf"DB_POOL_SIZE 5000 -> \d+: {counted}", log.read_text())
 
 
 def _await_sample(http: httpx.Client, name: str, at_least: float, timeout: float = 5) -> float:

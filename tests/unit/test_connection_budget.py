@@ -11,7 +11,8 @@ from api.cli import pool_size_within
 @pytest.mark.parametrize(
     ("free", "workers", "beside", "wanted", "size"),
     [
-        (96, 1, False, 10, 10),  # one worker, the projector inside it: room to spare
+        (96, 1, True, 10, 10),  # one worker and the projector: the default on two cores
+        (96, 1, False, 10, 10),  # one worker, the projector elsewhere: room to spare
         (96, 2, True, 10, 10),  # two workers and the projector on a default server
         (96, 4, True, 10, 5),  # four workers and the projector: 14 pools in 79
         (96, 4, False, 10, 6),  # four workers, the projector elsewhere: 12 pools in 79
@@ -34,10 +35,15 @@ def test_sizes_that_fit_leave_every_process_within_the_free_connections():
                 assert size == 2 or needed <= free, (free, workers, beside, size)
 
 
-@pytest.mark.parametrize(("cores", "workers"), [(None, 1), (1, 1), (2, 2), (3, 3), (64, 4)])
-def test_serve_runs_a_worker_per_core_and_at_most_four(monkeypatch, cores, workers):
-    """An event loop uses one core at most, so a worker per core; a large machine still
-    starts four by default rather than a set of pools per core (`--workers N` for more)."""
+@pytest.mark.parametrize(
+    ("cores", "workers"), [(None, 1), (1, 1), (2, 1), (3, 2), (5, 4), (64, 4)]
+)
+def test_serve_leaves_a_core_to_the_projector_and_runs_at_most_four_workers(
+    monkeypatch, cores, workers
+):
+    """The projector's process and PostgreSQL share one core, the workers take the others,
+    and there is always one; a large machine still starts four by default rather than a
+    set of pools per core (`--workers N` for more)."""
     from api import cli  # noqa: PLC0415
 
     monkeypatch.setattr(cli.os, "cpu_count", lambda: cores)
