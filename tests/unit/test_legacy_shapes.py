@@ -51,6 +51,8 @@ def test_timestamps_are_utc_with_milliseconds_truncated_and_a_z():
     plus_two = timezone(timedelta(hours=2))
     at = datetime(2026, 11, 26, 13, 0, 0, 999_999, tzinfo=plus_two)
     assert legacy_shapes.timestamp(at) == "2026-11-26T11:00:00.999Z"
+    on_the_second = datetime(2026, 11, 26, 11, 0, 5, tzinfo=UTC)
+    assert legacy_shapes.timestamp(on_the_second) == "2026-11-26T11:00:05.000Z"
     assert legacy_shapes.timestamp(None) is None
 
 
