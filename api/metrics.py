@@ -13,6 +13,7 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.metric_tallies import CountTally, DurationTally, LevelTally, Tallies
 from ledger.group_commit import WriterStats
 from ledger.lot import Lot
 from projections.queries import ProjectionStatus
@@ -91,17 +92,27 @@ class Metrics:
             "flowviz_http_requests_in_progress", "HTTP requests being served", ["method"],
             registry=r, multiprocess_mode="livesum",
         )
+        # What every request moves is counted here first: see api/metric_tallies.py.
+        self.http_in_progress_now = LevelTally(self.http_in_progress)
+        self.http_seconds_now = DurationTally(self.http_seconds)
+        self.http_requests_now = CountTally(self.http_requests)
+        self._tallies = Tallies(
+            self.http_in_progress_now, self.http_seconds_now, self.http_requests_now
+        )
+        self._lots_by_type: dict[tuple[str, ...], Any] = {}
 
     def count_committed(self, events: list[object]) -> None:
         """Business counters move when the ledger commits, whoever wrote (API, CLI, demo)."""
         for event in events:
             if isinstance(event, Lot.Registered):
-                self.lots_registered.labels(event.lot_type or "none").inc()
+                _series(self._lots_by_type, self.lots_registered, event.lot_type or "none").inc()
             elif isinstance(event, Lot.QcDecisionRecorded):
                 self.qc_decisions.labels(event.decision).inc()
 
     def refresh(self) -> None:
-        """This process's gauges: its pools and, where it runs one, its projector."""
+        """This process's gauges (its pools and, where it runs one, its projector), and
+        what its requests moved since the last refresh."""
+        self._tallies.flush()
         self.projector_failures.set(self._projector_failures())
         self._count_writer()
         for name, pool in self._pools().items():
@@ -151,16 +162,14 @@ class Metrics:
 
 
 class HttpMetricsMiddleware:
-    """Pure ASGI, so it adds no per-request task or body copy. Each labelled series is
-    looked up once: `labels()` takes a lock and checks its arguments on every call, a
-    third of this layer's time per request."""
+    """Pure ASGI, so it adds no per-request task or body copy; and its counts go to
+    the metrics in bulk (`Metrics.refresh`), not one shared-file write each."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
-        self.metrics = metrics
-        self._in_progress: dict[tuple[str, ...], Any] = {}
-        self._seconds: dict[tuple[str, ...], Any] = {}
-        self._requests: dict[tuple[str, ...], Any] = {}
+        self.in_progress = metrics.http_in_progress_now
+        self.seconds = metrics.http_seconds_now
+        self.requests = metrics.http_requests_now
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -168,8 +177,7 @@ class HttpMetricsMiddleware:
             return
         method = scope["method"]
         status = 500
-        in_progress = _series(self._in_progress, self.metrics.http_in_progress, method)
-        in_progress.inc()
+        self.in_progress.up(method)
         started = time.perf_counter()
 
         async def send_wrapper(message: Message) -> None:
@@ -181,17 +189,17 @@ class HttpMetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            in_progress.dec()
+            self.in_progress.down(method)
             route = scope.get("route")
             # Route templates, not raw paths: lot codes must not become label values.
             path = getattr(route, "path", None) or "unmatched"
-            elapsed = time.perf_counter() - started
-            _series(self._seconds, self.metrics.http_seconds, method, path).observe(elapsed)
-            _series(self._requests, self.metrics.http_requests, method, path, str(status)).inc()
+            self.seconds.observe(time.perf_counter() - started, method, path)
+            self.requests.inc(method, path, str(status))
 
 
 def _series(cache: dict[tuple[str, ...], Any], metric: Any, *labels: str) -> Any:
-    """The metric's series for these label values, looked up once."""
+    """The metric's series for these label values, looked up once: `labels()` takes a
+    lock and checks its arguments on every call."""
     series = cache.get(labels)
     if series is None:
         series = cache[labels] = metric.labels(*labels)
