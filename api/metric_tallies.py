@@ -6,11 +6,8 @@ progress up and down, the duration, the count) cost about 12 us of a worker's CP
 POST's 300-400 on these machines. Here a request adds to this process's own totals, and
 `flush` moves what they gained since the last flush into the metrics: every second from
 the refresh thread, and before every scrape, so that a scrape of this process is exact
-and another process's part of it at most a second old.
-
-One writer: the totals are only ever added to by the event loop's thread. A flush, from
-any thread, copies them (a dict or list copy is one step under the interpreter lock) and
-remembers what it moved, so nothing is lost or moved twice.
+and another process's part of it at most a second old. Each tally adds and copies under a
+lock of its own, so any thread may add to it while another flushes.
 """
 
 from __future__ import annotations
@@ -27,14 +24,18 @@ Labels = tuple[str, ...]
 class CountTally:
     def __init__(self, metric: Counter) -> None:
         self._metric = metric
+        self._lock = threading.Lock()
         self._totals: dict[Labels, int] = {}
         self._moved: dict[Labels, int] = {}
 
     def inc(self, *labels: str) -> None:
-        self._totals[labels] = self._totals.get(labels, 0) + 1
+        with self._lock:
+            self._totals[labels] = self._totals.get(labels, 0) + 1
 
     def flush(self) -> None:
-        for labels, total in self._totals.copy().items():
+        with self._lock:
+            totals = self._totals.copy()
+        for labels, total in totals.items():
             gained = total - self._moved.get(labels, 0)
             if gained:
                 self._metric.labels(*labels).inc(gained)
@@ -46,16 +47,21 @@ class LevelTally:
 
     def __init__(self, metric: Gauge) -> None:
         self._metric = metric
+        self._lock = threading.Lock()
         self._levels: dict[Labels, int] = {}
 
     def up(self, *labels: str) -> None:
-        self._levels[labels] = self._levels.get(labels, 0) + 1
+        with self._lock:
+            self._levels[labels] = self._levels.get(labels, 0) + 1
 
     def down(self, *labels: str) -> None:
-        self._levels[labels] -= 1
+        with self._lock:
+            self._levels[labels] -= 1
 
     def flush(self) -> None:
-        for labels, level in self._levels.copy().items():
+        with self._lock:
+            levels = self._levels.copy()
+        for labels, level in levels.items():
             self._metric.labels(*labels).set(level)
 
 
@@ -65,20 +71,24 @@ class DurationTally:
     def __init__(self, metric: Histogram) -> None:
         self._metric = metric
         self._bounds: list[float] = list(metric._upper_bounds)
+        self._lock = threading.Lock()
         self._totals: dict[Labels, list[Any]] = {}
         self._moved: dict[Labels, list[Any]] = {}
 
     def observe(self, seconds: float, *labels: str) -> None:
-        totals = self._totals.get(labels)
-        if totals is None:
-            totals = self._totals[labels] = [0.0] + [0] * len(self._bounds)
-        totals[0] += seconds
         # The first bucket whose bound is not below the value, as `Histogram.observe`.
-        totals[1 + bisect_left(self._bounds, seconds)] += 1
+        bucket = 1 + bisect_left(self._bounds, seconds)
+        with self._lock:
+            totals = self._totals.get(labels)
+            if totals is None:
+                totals = self._totals[labels] = [0.0] + [0] * len(self._bounds)
+            totals[0] += seconds
+            totals[bucket] += 1
 
     def flush(self) -> None:
-        for labels, totals in self._totals.copy().items():
-            now = list(totals)
+        with self._lock:
+            copied = {labels: list(totals) for labels, totals in self._totals.items()}
+        for labels, now in copied.items():
             before = self._moved.get(labels) or [0.0] + [0] * len(self._bounds)
             if now == before:
                 continue

@@ -6,7 +6,6 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
@@ -96,16 +95,18 @@ class Metrics:
         self.http_in_progress_now = LevelTally(self.http_in_progress)
         self.http_seconds_now = DurationTally(self.http_seconds)
         self.http_requests_now = CountTally(self.http_requests)
+        # Business counters too: a lot is counted on whichever thread committed it.
+        self.lots_registered_now = CountTally(self.lots_registered)
         self._tallies = Tallies(
-            self.http_in_progress_now, self.http_seconds_now, self.http_requests_now
+            self.http_in_progress_now, self.http_seconds_now, self.http_requests_now,
+            self.lots_registered_now,
         )
-        self._lots_by_type: dict[tuple[str, ...], Any] = {}
 
     def count_committed(self, events: list[object]) -> None:
         """Business counters move when the ledger commits, whoever wrote (API, CLI, demo)."""
         for event in events:
             if isinstance(event, Lot.Registered):
-                _series(self._lots_by_type, self.lots_registered, event.lot_type or "none").inc()
+                self.lots_registered_now.inc(event.lot_type or "none")
             elif isinstance(event, Lot.QcDecisionRecorded):
                 self.qc_decisions.labels(event.decision).inc()
 
@@ -141,6 +142,7 @@ class Metrics:
 
     def stop_refreshing(self) -> None:
         self._stop_refreshing.set()
+        self._tallies.flush()  # a stopping worker's last second still counts
         if self.multiprocess:
             mark_process_dead(os.getpid())
 
@@ -195,12 +197,3 @@ class HttpMetricsMiddleware:
             path = getattr(route, "path", None) or "unmatched"
             self.seconds.observe(time.perf_counter() - started, method, path)
             self.requests.inc(method, path, str(status))
-
-
-def _series(cache: dict[tuple[str, ...], Any], metric: Any, *labels: str) -> Any:
-    """The metric's series for these label values, looked up once: `labels()` takes a
-    lock and checks its arguments on every call."""
-    series = cache.get(labels)
-    if series is None:
-        series = cache[labels] = metric.labels(*labels)
-    return series

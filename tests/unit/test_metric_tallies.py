@@ -55,9 +55,9 @@ def test_a_shift_of_requests_scrapes_the_same_as_direct_updates():
     assert _scraped(tallied) == _scraped(direct)
 
 
-def test_counts_added_while_another_thread_flushes_are_moved_once_each():
+def test_counts_added_by_several_threads_while_another_flushes_are_moved_once_each():
     registry = CollectorRegistry()
-    counter = Counter("requests", "HTTP requests", ["method"], registry=registry)
+    counter = Counter("lots", "Lots registered", ["lot_type"], registry=registry)
     histogram = Histogram("seconds", "HTTP latency", ["method"], registry=registry)
     counted, timed = CountTally(counter), DurationTally(histogram)
     tallies = Tallies(counted, timed)
@@ -67,17 +67,24 @@ def test_counts_added_while_another_thread_flushes_are_moved_once_each():
         while not stop.is_set():
             tallies.flush()
 
+    def register_lots() -> None:
+        for _ in range(20_000):
+            counted.inc("RAW")
+            timed.observe(0.003, "POST")
+
     scraper = threading.Thread(target=scrape_all_the_time)
+    terminals = [threading.Thread(target=register_lots) for _ in range(4)]
     scraper.start()
-    for _ in range(50_000):
-        counted.inc("POST")
-        timed.observe(0.003, "POST")
+    for terminal in terminals:
+        terminal.start()
+    for terminal in terminals:
+        terminal.join()
     stop.set()
     scraper.join()
     tallies.flush()
 
-    assert registry.get_sample_value("requests_total", {"method": "POST"}) == 50_000
-    assert registry.get_sample_value("seconds_count", {"method": "POST"}) == 50_000
+    assert registry.get_sample_value("lots_total", {"lot_type": "RAW"}) == 80_000
+    assert registry.get_sample_value("seconds_count", {"method": "POST"}) == 80_000
     assert registry.get_sample_value("seconds_bucket", {"method": "POST", "le": "0.005"}) == (
-        50_000
+        80_000
     )
