@@ -105,10 +105,15 @@ def _lot_as_registered(source: Any, lot_id: UUID, created_at: datetime) -> dict[
             "operator_id": source.operator_id,
             "weight_kg": source.weight_kg,
             "temperature_c": source.temperature_c,
-            "metadata": jsonb_order(json.loads(source.metadata_json)),
+            "metadata": _metadata(source.metadata_json),
             "created_at": created_at,
         }
     )
+
+
+def _metadata(metadata_json: str) -> Any:
+    # Most lots have none: "{}" is skipped rather than parsed, for every answer and row.
+    return {} if metadata_json == "{}" else jsonb_order(json.loads(metadata_json))
 
 
 def qc_decision(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -45,7 +45,10 @@ def new_lot(body: LotIn, principal: Principal) -> NewLot:
         operator_id=body.operator_id or principal.user_id,
         weight_kg=body.weight_kg,
         temperature_c=body.temperature_c,
-        metadata_json=json.dumps(plain_json(body.metadata or {}), ensure_ascii=False),
+        # Most lots come without metadata: "{}" is what dumping an empty one gives.
+        metadata_json=(
+            json.dumps(plain_json(body.metadata), ensure_ascii=False) if body.metadata else "{}"
+        ),
         inputs=tuple(
             InputRef(quantity_used_kg=i.quantity_used_kg, lot_id=i.lot_id, lot_code=i.lot_code)
             for i in body.inputs
