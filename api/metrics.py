@@ -6,6 +6,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
@@ -95,18 +96,22 @@ class Metrics:
         self.http_in_progress_now = LevelTally(self.http_in_progress)
         self.http_seconds_now = DurationTally(self.http_seconds)
         self.http_requests_now = CountTally(self.http_requests)
-        # Business counters too: a lot is counted on whichever thread committed it.
-        self.lots_registered_now = CountTally(self.lots_registered)
         self._tallies = Tallies(
-            self.http_in_progress_now, self.http_seconds_now, self.http_requests_now,
-            self.lots_registered_now,
+            self.http_in_progress_now, self.http_seconds_now, self.http_requests_now
         )
+        # Business counters stay exact in every worker's scrape at once: the labelled
+        # series is only looked up once (`labels()` takes a lock and checks its values).
+        self._lots_by_type: dict[str, Any] = {}
 
     def count_committed(self, events: list[object]) -> None:
         """Business counters move when the ledger commits, whoever wrote (API, CLI, demo)."""
         for event in events:
             if isinstance(event, Lot.Registered):
-                self.lots_registered_now.inc(event.lot_type or "none")
+                lot_type = event.lot_type or "none"
+                series = self._lots_by_type.get(lot_type)
+                if series is None:
+                    series = self._lots_by_type[lot_type] = self.lots_registered.labels(lot_type)
+                series.inc()
             elif isinstance(event, Lot.QcDecisionRecorded):
                 self.qc_decisions.labels(event.decision).inc()
 
