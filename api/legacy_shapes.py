@@ -89,9 +89,14 @@ def lot_from_aggregate(aggregate: Lot) -> dict[str, Any]:
     return _lot_as_registered(aggregate, aggregate.id, aggregate.created_on)
 
 
+def lot_from_registration(event: Lot.Registered) -> dict[str, Any]:
+    """The same row, from the event that registered the lot."""
+    return _lot_as_registered(event, event.originator_id, event.timestamp)
+
+
 def lot_json_from_registration(event: Lot.Registered) -> str:
     """The lot row as JSON text, rendered once by the projector for traceability bodies."""
-    return orjson.dumps(_lot_as_registered(event, event.originator_id, event.timestamp)).decode()
+    return orjson.dumps(lot_from_registration(event)).decode()
 
 
 def _lot_as_registered(source: Any, lot_id: UUID, created_at: datetime) -> dict[str, Any]:

@@ -160,29 +160,34 @@ class Ledger(Application[UUID]):
 
     def _raw_lot(self, new: NewLot, actor_id: UUID | None) -> _RawLot:
         lot_id = new.lot_id or new_id()
-        lot, claim = _new_lot(new, lot_id, [], actor_id)
-        events = [*lot.collect_events(), *claim.collect_events()]
-        stored = [self.mapper.to_stored_event(e) for e in events]
-        return _RawLot(lot, claim, events, stored, actor_id)
+        at = Lot.Registered.create_timestamp()  # one registration, one instant
+        registered = Lot.registered(id=lot_id, timestamp=at, **_registration(new, [], actor_id))
+        claimed = LotCode.claimed(
+            lot_code=new.lot_code, lot_id=lot_id, actor_id=actor_id, timestamp=at
+        )
+        stored = [self.mapper.to_stored_event(e) for e in (registered, claimed)]
+        return _RawLot(registered, claimed, stored, actor_id)
 
     def _after_raw_clash(self, new: NewLot, raw: _RawLot) -> Committed[Lot]:
         """This try recorded nothing. Who holds the code decides: this very lot (an earlier
         try committed), another lot (refused without appending again: a clash sends the
         writer's whole batch down its slower path) or no lot (some other clash: retried,
         with the same lot id so that a retry cannot register it twice)."""
-        own = self._own_commit(new.lot_code, raw.lot, raw.events)
+        own = self._own_commit(new.lot_code, raw.registered.mutate(None), raw.events)
         if own is not None:
             return own
-        return self._register_by_saving(replace(new, lot_id=raw.lot.id), raw.actor_id)
+        lot_id = raw.registered.originator_id
+        return self._register_by_saving(replace(new, lot_id=lot_id), raw.actor_id)
 
     def _raw_lot_committed(self, raw: _RawLot, ids: Sequence[int] | None) -> Committed[Lot]:
         # Both aggregates are at version 1: no snapshot is due (see snapshotting_intervals).
         if self.repository.cache and not self.repository.fastforward:
-            self.repository.cache.put(raw.lot.id, raw.lot)
-            self.repository.cache.put(raw.claim.id, raw.claim)
+            for event in raw.events:
+                aggregate = event.mutate(None)
+                self.repository.cache.put(aggregate.id, aggregate)
         self._announce(raw.events)
         assert ids, "a committed append has positions"
-        return Committed(raw.lot, max(ids))
+        return RawLotCommitted(raw.registered, max(ids))
 
     def _register_by_saving(self, new: NewLot, actor_id: UUID | None) -> Committed[Lot]:
         lot_id = new.lot_id or new_id()
@@ -525,29 +530,50 @@ class QcRecordAsDict(Transcoding):
 
 @dataclass(frozen=True)
 class _RawLot:
-    """A lot made of no other lots, built and encoded, not yet appended."""
+    """A lot made of no other lots: its two events, built and encoded, not yet appended."""
 
-    lot: Lot
-    claim: LotCode
-    events: list[Any]
+    registered: Lot.Registered
+    claimed: LotCode.Claimed
     stored: list[StoredEvent]
     actor_id: UUID | None
 
+    @property
+    def events(self) -> list[Any]:
+        return [self.registered, self.claimed]
 
-def _new_lot(
-    new: NewLot, lot_id: UUID, parents: list[tuple[Lot, InputRef]], actor_id: UUID | None
-) -> tuple[Lot, LotCode]:
-    lot = Lot.register(
-        id=lot_id,
-        lot_code=new.lot_code,
-        lot_type=new.lot_type,
-        production_run_id=new.production_run_id,
-        phase_id=new.phase_id,
-        operator_id=new.operator_id,
-        weight_kg=new.weight_kg,
-        temperature_c=new.temperature_c,
-        metadata_json=new.metadata_json,
-        inputs=[
+
+class RawLotCommitted(Committed[Lot]):
+    """A raw lot's registration, committed: its aggregate is built from the registration
+    event when first asked for. A `POST` answers from the event itself (`registered`),
+    and needs no aggregate."""
+
+    def __init__(self, registered: Lot.Registered, position: int) -> None:
+        object.__setattr__(self, "registered", registered)
+        object.__setattr__(self, "position", position)
+        object.__setattr__(self, "extra", {})
+
+    def __getattr__(self, name: str) -> Any:
+        if name != "aggregate":
+            raise AttributeError(name)
+        lot = self.registered.mutate(None)
+        object.__setattr__(self, "aggregate", lot)
+        return lot
+
+
+def _registration(
+    new: NewLot, parents: list[tuple[Lot, InputRef]], actor_id: UUID | None
+) -> dict[str, Any]:
+    """A lot's registration as the `Registered` event's fields, its id and time aside."""
+    return {
+        "lot_code": new.lot_code,
+        "lot_type": new.lot_type,
+        "production_run_id": new.production_run_id,
+        "phase_id": new.phase_id,
+        "operator_id": new.operator_id,
+        "weight_kg": new.weight_kg,
+        "temperature_c": new.temperature_c,
+        "metadata_json": new.metadata_json,
+        "inputs": [
             {
                 "lot_id": parent.id,
                 "lot_code": parent.lot_code,
@@ -555,8 +581,14 @@ def _new_lot(
             }
             for parent, ref in parents
         ],
-        actor_id=actor_id,
-    )
+        "actor_id": actor_id,
+    }
+
+
+def _new_lot(
+    new: NewLot, lot_id: UUID, parents: list[tuple[Lot, InputRef]], actor_id: UUID | None
+) -> tuple[Lot, LotCode]:
+    lot = Lot.register(id=lot_id, **_registration(new, parents, actor_id))
     return lot, LotCode.claim(lot_code=new.lot_code, lot_id=lot_id, actor_id=actor_id)
 
 
@@ -602,4 +634,4 @@ def _retrying(attempt: Callable[[], T], on_conflict: Callable[[], None] | None =
     raise ConcurrencyConflict
 
 
-__all__ = ["Ledger"]
+__all__ = ["Ledger", "RawLotCommitted"]

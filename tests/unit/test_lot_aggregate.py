@@ -5,11 +5,13 @@ No database here: lots are built directly and their methods called, as the ledge
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 import pytest
 
+from ledger.application import RawLotCommitted
 from ledger.errors import (
     InsufficientQuantity,
     InvalidQuantity,
@@ -306,3 +308,28 @@ def test_claiming_directly_records_the_same_claim_under_the_same_key():
         k: v for k, v in vars(b).items() if k != "timestamp"
     }
     assert direct.id == LotCode.id_for("SUCUK-Ç-1")
+
+
+def test_a_raw_lots_registration_events_are_those_its_aggregates_record():
+    """A raw lot is recorded from its events alone: they are the events that building
+    the lot and its code claim records, and the lot is what replaying them builds."""
+    lot_id, at, actor = uuid4(), datetime(2026, 11, 28, 6, 0, 1, 234_567, tzinfo=UTC), uuid4()
+    fields = {
+        "lot_code": "RAW-BEEF-7", "lot_type": "RAW", "production_run_id": uuid4(),
+        "phase_id": None, "operator_id": actor, "weight_kg": Decimal("812.50"),
+        "temperature_c": Decimal("2.5"), "metadata_json": '{"supplier":"Hof Meier"}',
+        "inputs": [], "actor_id": actor,
+    }
+    built = Lot.register(id=lot_id, timestamp=at, **fields)
+    claim = LotCode.claim(lot_code="RAW-BEEF-7", lot_id=lot_id, actor_id=actor)
+
+    registered = Lot.registered(id=lot_id, timestamp=at, **fields)
+    claimed = LotCode.claimed(
+        lot_code="RAW-BEEF-7", lot_id=lot_id, actor_id=actor, timestamp=claim.created_on
+    )
+
+    assert [registered] == built.collect_events()
+    assert [claimed] == claim.collect_events()
+    replayed = RawLotCommitted(registered, position=2).aggregate
+    assert type(replayed) is Lot
+    assert vars(replayed) == vars(built)
