@@ -4,6 +4,7 @@ logs written before read the same, and every hash over an event's bytes still ho
 from __future__ import annotations
 
 import enum
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from uuid import UUID
 
@@ -81,6 +82,26 @@ def test_what_orjson_would_write_otherwise_is_left_to_the_library(value):
     library = with_the_ledgers_transcodings(JSONTranscoder())
 
     assert ours.encode(value) == library.encode(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        Decimal("1E+2"), Decimal("-0"), Decimal("0.0000001"), Decimal("812.50"),
+        UUID(int=0), UUID("12345678-1234-5678-1234-567812345678"),
+        datetime(2026, 11, 28, 6, 0, tzinfo=UTC),  # no microseconds: none written
+        datetime(2026, 11, 28, 7, 0, 1, 5, tzinfo=timezone(timedelta(hours=1))),
+        datetime(2026, 11, 28, 6, 0, 1, 999_999),  # naive
+    ],
+)
+def test_the_values_tagged_directly_are_written_as_their_transcodings_write_them(value):
+    """UUIDs, decimals and datetimes in an event are tagged without a call into their
+    transcodings; the strings must be the ones those transcodings give."""
+    ours = with_the_ledgers_transcodings(TaggingJSONTranscoder())
+    library = with_the_ledgers_transcodings(JSONTranscoder())
+
+    event = {"at": value, "inputs": [{"kg": value}]}
+    assert ours.encode(event) == library.encode(event)
 
 
 def test_a_type_with_no_transcoding_is_refused_as_the_library_refuses_it():
