@@ -138,8 +138,9 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
         loop = asyncio.get_running_loop()
         append = Append(stored_events, Awaited(loop))
         self._loop_writer(loop).enqueue(append)
-        # Shielded: once queued, the append commits or fails whatever becomes of the caller.
-        await asyncio.shield(append.done.future)  # type: ignore[union-attr]
+        # Once queued, the append commits or fails whatever becomes of the caller: a caller
+        # cancelled meanwhile cancels only this future, which the writer then leaves be.
+        await append.done.future  # type: ignore[union-attr]
         if append.error is not None:
             raise append.error
         assert append.ids is not None
