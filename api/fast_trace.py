@@ -46,7 +46,7 @@ class FastTraceability(FastPath):
             body = legacy_shapes.traceability(trace.central, trace.parents, trace.children)
         except Exception:  # noqa: BLE001 - the route answers failures (a 503 or a 500)
             return False
-        container.metrics.traceability_seconds.observe(elapsed)
+        container.metrics.traceability_seconds_now.observe(elapsed)
         scope["route"] = self.route
         await send({
             "type": "http.response.start",

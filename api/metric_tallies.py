@@ -21,6 +21,11 @@ from prometheus_client import Counter, Gauge, Histogram
 Labels = tuple[str, ...]
 
 
+def _series(metric: Any, labels: Labels) -> Any:
+    # A metric declared without labels is its own only series.
+    return metric.labels(*labels) if labels else metric
+
+
 class CountTally:
     def __init__(self, metric: Counter) -> None:
         self._metric = metric
@@ -38,7 +43,7 @@ class CountTally:
         for labels, total in totals.items():
             gained = total - self._moved.get(labels, 0)
             if gained:
-                self._metric.labels(*labels).inc(gained)
+                _series(self._metric, labels).inc(gained)
                 self._moved[labels] = total
 
 
@@ -62,7 +67,7 @@ class LevelTally:
         with self._lock:
             levels = self._levels.copy()
         for labels, level in levels.items():
-            self._metric.labels(*labels).set(level)
+            _series(self._metric, labels).set(level)
 
 
 class DurationTally:
@@ -94,7 +99,7 @@ class DurationTally:
                 continue
             # A histogram's series has no bulk `observe`: its sum and its buckets are the
             # values `observe` itself adds to.
-            series = self._metric.labels(*labels)
+            series = _series(self._metric, labels)
             series._sum.inc(now[0] - before[0])
             for bucket, (count, counted) in enumerate(zip(now[1:], before[1:], strict=True)):
                 if count != counted:

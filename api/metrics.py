@@ -96,8 +96,10 @@ class Metrics:
         self.http_in_progress_now = LevelTally(self.http_in_progress)
         self.http_seconds_now = DurationTally(self.http_seconds)
         self.http_requests_now = CountTally(self.http_requests)
+        self.traceability_seconds_now = DurationTally(self.traceability_seconds)
         self._tallies = Tallies(
-            self.http_in_progress_now, self.http_seconds_now, self.http_requests_now
+            self.http_in_progress_now, self.http_seconds_now, self.http_requests_now,
+            self.traceability_seconds_now,
         )
         # Business counters stay exact in every worker's scrape at once: the labelled
         # series is only looked up once (`labels()` takes a lock and checks its values).

@@ -115,7 +115,7 @@ async def traceability(
 ) -> Response:
     started = time.perf_counter()
     trace = await container.read_model.traceability(lot_code)
-    container.metrics.traceability_seconds.observe(time.perf_counter() - started)
+    container.metrics.traceability_seconds_now.observe(time.perf_counter() - started)
     if trace is None:
         raise HTTPException(404, "Lot not found")
     body = legacy_shapes.traceability(trace.central, trace.parents, trace.children)

@@ -88,3 +88,17 @@ def test_counts_added_by_several_threads_while_another_flushes_are_moved_once_ea
     assert registry.get_sample_value("seconds_bucket", {"method": "POST", "le": "0.005"}) == (
         80_000
     )
+
+
+def test_a_metric_without_labels_is_tallied_as_its_only_series():
+    direct, tallied = CollectorRegistry(), CollectorRegistry()
+    Histogram("trace_seconds", "Traceability query time", registry=direct).observe(0.004)
+    Counter("scrapes", "Scrapes", registry=direct).inc()
+    timed = DurationTally(Histogram("trace_seconds", "Traceability query time", registry=tallied))
+    counted = CountTally(Counter("scrapes", "Scrapes", registry=tallied))
+    timed.observe(0.004)
+    counted.inc()
+    Tallies(timed, counted).flush()
+
+    assert _scraped(tallied) == _scraped(direct)
+
