@@ -85,35 +85,27 @@ def _metadata_numbers(value: Any) -> Any:
     return value
 
 
-def lot_from_aggregate(aggregate: Lot) -> dict[str, Any]:
-    return _lot_as_registered(aggregate, aggregate.id, aggregate.created_on)
-
-
 def lot_from_registration(event: Lot.Registered) -> dict[str, Any]:
-    """The same row, from the event that registered the lot."""
-    return _lot_as_registered(event, event.originator_id, event.timestamp)
+    """A lot row, from the event that registered the lot (a lot row never changes)."""
+    return lot(
+        {
+            "id": event.originator_id,
+            "lot_code": event.lot_code,
+            "lot_type": event.lot_type,
+            "production_run_id": event.production_run_id,
+            "phase_id": event.phase_id,
+            "operator_id": event.operator_id,
+            "weight_kg": event.weight_kg,
+            "temperature_c": event.temperature_c,
+            "metadata": _metadata(event.metadata_json),
+            "created_at": event.timestamp,
+        }
+    )
 
 
 def lot_json_from_registration(event: Lot.Registered) -> str:
     """The lot row as JSON text, rendered once by the projector for traceability bodies."""
     return orjson.dumps(lot_from_registration(event)).decode()
-
-
-def _lot_as_registered(source: Any, lot_id: UUID, created_at: datetime) -> dict[str, Any]:
-    return lot(
-        {
-            "id": lot_id,
-            "lot_code": source.lot_code,
-            "lot_type": source.lot_type,
-            "production_run_id": source.production_run_id,
-            "phase_id": source.phase_id,
-            "operator_id": source.operator_id,
-            "weight_kg": source.weight_kg,
-            "temperature_c": source.temperature_c,
-            "metadata": _metadata(source.metadata_json),
-            "created_at": created_at,
-        }
-    )
 
 
 def _metadata(metadata_json: str) -> Any:

@@ -207,7 +207,7 @@ class Ledger(Application[UUID]):
             aggregates = [lot, claim, *(p for p, _ in parents)]
             events = [e for a in aggregates for e in a.pending_events]
             try:
-                return Committed(lot, self._save(*aggregates))
+                return Committed(lot, self._save(*aggregates), {"event": events[0]})
             except OperationalError as error:
                 # The connection broke before the commit (nothing was recorded) or after
                 # it (only the answer was lost). Told as 503, the operator would register
@@ -362,12 +362,12 @@ class Ledger(Application[UUID]):
     def _own_commit(self, lot_code: str, lot: Lot, events: list[Any]) -> Committed[Lot] | None:
         """After a try whose outcome is unknown, who holds the code tells: this very lot
         (the try committed, only its answer was lost), another lot (refused), or none
-        (nothing was recorded: None)."""
+        (nothing was recorded: None). `events` are the try's, its registration first."""
         claimant = self._claimant(lot_code)
         if claimant == lot.id:
             # Others may have used the lot since: it is not put in the cache.
             self._announce(events)
-            return Committed(lot, self.recorder.max_notification_id() or 0)
+            return Committed(lot, self.recorder.max_notification_id() or 0, {"event": events[0]})
         if claimant is not None:
             raise LotCodeAlreadyExists(lot_code) from None
         return None
@@ -544,18 +544,17 @@ class _RawLot:
 
 class RawLotCommitted(Committed[Lot]):
     """A raw lot's registration, committed: its aggregate is built from the registration
-    event when first asked for. A `POST` answers from the event itself (`registered`),
-    and needs no aggregate."""
+    event (`extra["event"]`, as for every registration) when first asked for. A `POST`
+    answers from the event itself and needs no aggregate."""
 
     def __init__(self, registered: Lot.Registered, position: int) -> None:
-        object.__setattr__(self, "registered", registered)
         object.__setattr__(self, "position", position)
-        object.__setattr__(self, "extra", {})
+        object.__setattr__(self, "extra", {"event": registered})
 
     def __getattr__(self, name: str) -> Any:
         if name != "aggregate":
             raise AttributeError(name)
-        lot = self.registered.mutate(None)
+        lot = self.extra["event"].mutate(None)
         object.__setattr__(self, "aggregate", lot)
         return lot
 

@@ -12,7 +12,6 @@ from api.dependencies import ContainerDep, CurrentPrincipal, Principal, Writer
 from api.json_body import ExactJsonRoute, plain_json
 from api.responses import LegacyJSONResponse
 from api.schemas import LotIn, QcDecisionIn
-from ledger.application import RawLotCommitted
 from ledger.commands import Committed, InputRef, NewLot, NewQcDecision
 from ledger.lot import Lot
 
@@ -64,12 +63,10 @@ async def created_lot(container: Container, committed: Committed[Lot]) -> Legacy
     await container.watermark.wait_for_async(
         committed.position, container.settings.flowviz_read_your_writes_timeout
     )
-    if isinstance(committed, RawLotCommitted):  # no aggregate was built: none is needed
-        return LegacyJSONResponse(
-            legacy_shapes.lot_from_registration(committed.registered), status_code=201
-        )
+    # From the registration event, which every registration's commit carries: a raw lot's
+    # aggregate is then never built.
     return LegacyJSONResponse(
-        legacy_shapes.lot_from_aggregate(committed.aggregate), status_code=201
+        legacy_shapes.lot_from_registration(committed.extra["event"]), status_code=201
     )
 
 
