@@ -199,6 +199,8 @@ def serve(
     import uvicorn  # noqa: PLC0415
     from uvicorn.supervisors import Multiprocess  # noqa: PLC0415
 
+    from api.joined_writes import JoinedWritesProtocol  # noqa: PLC0415
+
     if workers is None:
         workers = default_workers()
 
@@ -232,6 +234,7 @@ def serve(
                 # Off by default: every scanner's every read would be a line on stdout,
                 # and the ledger's events already say who did what. /metrics counts them.
                 access_log=access_log,
+                http=JoinedWritesProtocol,
             )
             # uvicorn serves a lone worker in its own process, where the projector would
             # share that worker's interpreter lock: its supervisor spawns one instead.

@@ -19,6 +19,7 @@ import pytest
 import uvicorn
 from psycopg.sql import SQL, Identifier
 
+from api.joined_writes import JoinedWritesProtocol
 from api.main import create_app
 from ledger.values import SYSTEM_ACTOR_ID, Role
 
@@ -40,7 +41,8 @@ def live_container(make_container):
 def base_url(live_container) -> Iterator[str]:
     port = free_port()
     config = uvicorn.Config(
-        create_app(container=live_container), host="127.0.0.1", port=port, log_level="warning"
+        create_app(container=live_container), host="127.0.0.1", port=port, log_level="warning",
+        http=JoinedWritesProtocol,  # as `flowviz serve` runs it
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
