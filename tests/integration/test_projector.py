@@ -23,6 +23,7 @@ from psycopg.pq import TransactionStatus
 
 from ledger.commands import NewLot, NewQcDecision
 from ledger.values import SYSTEM_ACTOR_ID
+from projections.db import open_pool
 from projections.handlers import HANDLERS, Op
 from projections.projector import Projector, ProjectorRunner, apply_ops
 from projections.schema import READ_TABLES, truncate_read_tables
@@ -397,6 +398,40 @@ def test_a_batch_is_applied_and_the_next_one_read_after_its_commit(container, le
     assert projector.apply_and_read_next(every[-3:]) == (
         every[-1].id, all_notifications(container)[len(every):]
     )
+
+
+def test_only_the_projectors_batch_skips_waiting_for_its_flush(container, ledger):
+    """The read tables are derived: a batch commits without waiting for its WAL flush
+    (a crash that loses it loses its tracking position too, and it is applied again).
+    The setting stays inside that transaction: its connection afterwards, and every other
+    session (the ledger's appends among them), wait for their flush."""
+    receive_and_mix(ledger)
+    one = open_pool(container.conninfo, min_size=1, max_size=1, name="one")
+    try:
+        with one.connection() as conn:
+            conn.execute("CREATE TABLE seen_setting (value text)")
+        projector = Projector(
+            pool=one,
+            recorder=container.ledger.recorder,
+            mapper=container.ledger.mapper,
+            schema=container.settings.database_schema,
+            render_lot=container.projector.render_lot,
+        )
+        seen = "INSERT INTO seen_setting SELECT current_setting('synchronous_commit')"
+        projector.ops_for = lambda notification: [Op(seen, ())]  # type: ignore[method-assign]
+
+        projector.apply(all_notifications(container))
+
+        with one.connection() as conn:
+            during = {row[0] for row in conn.execute("SELECT value FROM seen_setting")}
+            after = conn.execute("SHOW synchronous_commit").fetchone()[0]
+            conn.execute("DROP TABLE seen_setting")
+    finally:
+        one.close()
+    with psycopg.connect(container.conninfo) as other:
+        elsewhere = other.execute("SHOW synchronous_commit").fetchone()[0]
+    assert during == {"off"}
+    assert after == elsewhere == "on"
 
 
 def test_the_projector_reads_the_log_after_its_position_as_the_library_reads_it(
