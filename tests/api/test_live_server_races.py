@@ -6,9 +6,7 @@ requests go out from a thread pool over real sockets, so they overlap in the ser
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,20 +14,14 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import psycopg
 import pytest
-import uvicorn
 from psycopg.sql import SQL, Identifier
 
 from api.joined_writes import JoinedWritesProtocol
 from api.main import create_app
 from ledger.values import SYSTEM_ACTOR_ID, Role
+from tests.served_uvicorn import served
 
 PASSWORD = "night shift password"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -39,25 +31,9 @@ def live_container(make_container):
 
 @pytest.fixture
 def base_url(live_container) -> Iterator[str]:
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(container=live_container), host="127.0.0.1", port=port, log_level="warning",
-        http=JoinedWritesProtocol,  # as `flowviz serve` runs it
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert thread.is_alive(), "uvicorn stopped during startup"
-        assert time.monotonic() < deadline, "uvicorn did not start within 15 s"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        assert not thread.is_alive(), "uvicorn did not shut down"
+    # Through the protocol `flowviz serve` runs.
+    with served(create_app(container=live_container), http=JoinedWritesProtocol) as url:
+        yield url
 
 
 @pytest.fixture

@@ -7,16 +7,13 @@ serving over a real socket, with every write that reaches the socket recorded.
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
 
 from api.joined_writes import MAX_HELD_BYTES, JoinedWritesProtocol, JoinedWritesTransport
+from tests.served_uvicorn import served
 
 
 class FakeTransport:
@@ -181,29 +178,14 @@ async def app(scope, receive, send) -> None:
 
 
 @pytest.fixture
-def served() -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                            http=RecordingProtocol, lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
+def base_url() -> Iterator[str]:
+    with served(app, http=RecordingProtocol, lifespan="off") as url:
+        yield url
 
 
-def test_each_answer_on_a_kept_alive_connection_is_one_write(served):
+def test_each_answer_on_a_kept_alive_connection_is_one_write(base_url):
     RECORDED.clear()
-    with httpx.Client(base_url=served) as client:
+    with httpx.Client(base_url=base_url) as client:
         answers = [client.post("/api/lots", json={}) for _ in range(3)]
     assert [(a.status_code, a.text) for a in answers] == [(201, '{"lot_code":"RAW-1"}')] * 3
     assert len(RECORDED) == 3, RECORDED
@@ -212,9 +194,9 @@ def test_each_answer_on_a_kept_alive_connection_is_one_write(served):
         assert head.startswith(b"HTTP/1.1 201 Created") and body == b'{"lot_code":"RAW-1"}'
 
 
-def test_a_body_streamed_over_several_turns_arrives_whole_and_in_order(served):
+def test_a_body_streamed_over_several_turns_arrives_whole_and_in_order(base_url):
     RECORDED.clear()
-    answer = httpx.get(f"{served}/stream")
+    answer = httpx.get(f"{base_url}/stream")
     assert (answer.status_code, answer.text) == (200, "one,two,three")
     assert len(RECORDED) >= 3, "parts written in different turns are not held for each other"
     assert RECORDED[0].startswith(b"HTTP/1.1 200 OK") and b"one," in RECORDED[0]
