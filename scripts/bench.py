@@ -229,6 +229,24 @@ def _added(spent: dict[str, float], before: dict[str, float],
     return {k: spent.get(k, 0.0) + after[k] - before[k] for k in before}
 
 
+# A baseline's halves further apart than this: the machine's own speed changed during the
+# measure, so the speed its counterpart ran at is unknown, and the ratio with it. A first
+# run after the machine started had its raw-INSERT halves 50% apart and (a) at 0.212, where
+# the seven runs after it gave 0.254-0.322.
+UNSTEADY = 0.2
+
+
+def unsteady(halves: list[float]) -> str:
+    """A warning to print beside a baseline whose halves are UNSTEADY apart, else ''."""
+    low, high = min(halves), max(halves)
+    if low > 0 and high / low - 1 <= UNSTEADY:
+        return ""
+    if low <= 0:
+        return "  UNSTEADY (a half measured nothing; rerun before judging the ratio)"
+    return (f"  UNSTEADY ({high / low - 1:.0%} apart: the machine changed speed; rerun before"
+            " judging the ratio)")
+
+
 def row(label: str, value: float, baseline: float, target: str, digits: int = 2) -> None:
     print(f"{label:<48}{value:>14.0f}{baseline:>12.0f}{value / baseline:>8.{digits}f}  {target}")
 
@@ -502,13 +520,15 @@ def main() -> None:  # noqa: PLR0915 - a script that reads top to bottom
     row("(a) POST /api/lots /s vs raw INSERT /s", post_rate, raw, ">= 0.25", digits=3)
     row("(b) GET traceability /s vs 3 queries /s", trace_rate, direct, ">= 0.98", digits=3)
     print(f"    baselines' halves, before and after: raw INSERT {raws[0]:,.0f} and"
-          f" {raws[1]:,.0f}/s, 3 queries {directs[0]:,.0f} and {directs[1]:,.0f}/s")
+          f" {raws[1]:,.0f}/s{unsteady(raws)}")
+    print(f"    {'':<38}3 queries {directs[0]:,.0f} and {directs[1]:,.0f}/s{unsteady(directs)}")
     print(f"{'(c) projection lag p50 / p99 ms':<48}{percentile(lags, .5):>14.1f}"
           f"{percentile(lags, .99):>12.1f}{'':>8}  p99 < 100")
     on_loop, loop_writer = results["d_loop"]
     row("(d) ledger appends /s vs library default /s", ours, lib, ">= 10", digits=2)
     row("    16 tasks on one event loop, as POST appends", on_loop, lib, ">= 10", digits=2)
-    print(f"    the library's halves, before and after: {libs[0]:,.0f} and {libs[1]:,.0f}/s")
+    print(f"    the library's halves, before and after: {libs[0]:,.0f} and {libs[1]:,.0f}/s"
+          f"{unsteady(libs)}")
     writer = results["writer"]
 
     def ms(value: float | None) -> str:
