@@ -230,10 +230,8 @@ def _added(spent: dict[str, float], before: dict[str, float],
 
 
 # A baseline's halves further apart than this: the machine's own speed changed during the
-# measure, and the speed its counterpart ran at is unknown: between the two if it moved
-# one way, but the mean of the two is only a guess. A first run after the machine started
-# had its raw-INSERT halves 50% apart and (a) at 0.212 (0.176 or 0.265 against either
-# half), where the runs after it gave 0.254-0.322.
+# measure, so the speed its counterpart ran at is unknown (between the two only if it
+# moved one way), and a ratio against their mean is a guess.
 UNSTEADY = 0.2
 
 
@@ -241,10 +239,10 @@ def unsteady(halves: list[float], value: float, digits: int, of: str = "") -> st
     """For a baseline whose halves are UNSTEADY apart, a warning with the ratio of `value`
     against each half; else ''."""
     low, high = min(halves), max(halves)
-    if low > 0 and high / low - 1 <= UNSTEADY:
-        return ""
     if low <= 0:
         return "  UNSTEADY (a half measured nothing; rerun)"
+    if high / low - 1 <= UNSTEADY:
+        return ""
     return (f"  UNSTEADY ({high / low - 1:.0%} apart: the ratio{of} against either half"
             f" {value / high:.{digits}f} and {value / low:.{digits}f})")
 

@@ -101,4 +101,3 @@ def test_a_metric_without_labels_is_tallied_as_its_only_series():
     Tallies(timed, counted).flush()
 
     assert _scraped(tallied) == _scraped(direct)
-
