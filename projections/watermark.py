@@ -34,6 +34,11 @@ def _resolve(reached: list[asyncio.Future]) -> None:
             future.set_result(True)
 
 
+def _expire(reached: asyncio.Future) -> None:
+    if not reached.done():
+        reached.set_result(False)
+
+
 class ProjectionWatermark:
     """Listens for the projector's commit notifications; wakes whoever waits for a position."""
 
@@ -85,11 +90,14 @@ class ProjectionWatermark:
             if self._position >= position:
                 return True
             self._async_waiters.append(waiter)
+        # A timer that answers the same future, not `asyncio.wait_for`: that wraps the
+        # future in a second one, resolved a loop turn later by a callback of the first,
+        # on every POST's wait for its 201.
+        expiry = loop.call_later(timeout, _expire, reached)
         try:
-            return await asyncio.wait_for(reached, timeout)
-        except TimeoutError:
-            return False
+            return await reached
         finally:
+            expiry.cancel()
             with self._changed:
                 if waiter in self._async_waiters:
                     self._async_waiters.remove(waiter)

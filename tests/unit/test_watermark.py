@@ -28,6 +28,45 @@ def test_an_async_waiter_gives_up_after_its_timeout():
     assert watermark._async_waiters == []
 
 
+def test_a_waiter_woken_in_time_is_not_answered_again_by_its_timeout():
+    watermark = ProjectionWatermark("unused", "public")
+
+    failures = []
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _, context: failures.append(context))
+        waiting = asyncio.create_task(watermark.wait_for_async(1, timeout=0.05))
+        await asyncio.sleep(0.01)
+        watermark._advance(1)
+        answer = await waiting
+        await asyncio.sleep(0.1)  # past the timeout: its timer must not answer a second time
+        return answer
+
+    assert asyncio.run(scenario()) is True
+    assert failures == []
+    assert watermark._async_waiters == []
+
+
+def test_a_cancelled_waiter_leaves_no_waiter_behind():
+    """A client that hangs up cancels its request's wait, not anyone else's."""
+    watermark = ProjectionWatermark("unused", "public")
+
+    async def scenario():
+        waiting = asyncio.create_task(watermark.wait_for_async(1, timeout=5))
+        staying = asyncio.create_task(watermark.wait_for_async(1, timeout=5))
+        await asyncio.sleep(0.01)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert len(watermark._async_waiters) == 1
+        watermark._advance(1)
+        return await staying
+
+    assert asyncio.run(scenario()) is True
+    assert watermark._async_waiters == []
+
+
 def test_a_waiter_whose_event_loop_has_closed_does_not_break_the_listener():
     watermark = ProjectionWatermark("unused", "public")
     loop = asyncio.new_event_loop()
