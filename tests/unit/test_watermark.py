@@ -30,7 +30,6 @@ def test_an_async_waiter_gives_up_after_its_timeout():
 
 def test_a_waiter_woken_in_time_is_not_answered_again_by_its_timeout():
     watermark = ProjectionWatermark("unused", "public")
-
     failures = []
 
     async def scenario():
