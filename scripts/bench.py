@@ -241,9 +241,10 @@ def unsteady(halves: list[float], value: float, digits: int, of: str = "") -> st
     low, high = min(halves), max(halves)
     if low <= 0:
         return "  UNSTEADY (a half measured nothing; rerun)"
-    if high / low - 1 <= UNSTEADY:
+    apart = high / low - 1
+    if apart <= UNSTEADY:
         return ""
-    return (f"  UNSTEADY ({high / low - 1:.0%} apart: the ratio{of} against either half"
+    return (f"  UNSTEADY ({apart:.0%} apart: the ratio{of} against either half"
             f" {value / high:.{digits}f} and {value / low:.{digits}f})")
 
 

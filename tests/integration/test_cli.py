@@ -6,7 +6,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,14 +21,9 @@ from ledger.commands import InputRef, NewLot
 from ledger.values import SYSTEM_ACTOR_ID
 from projections.schema import READ_TABLES
 from tests.integration.cli_process import CLI, cli_env, flowviz
+from tests.served_uvicorn import free_port
 
 PASSWORD = "walk-in freezer 7"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- users -------------------------------------------------------------------------------
