@@ -11,12 +11,47 @@ not take as it is (a float, a subclass, a key that is not a string, an integer b
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 import orjson
-from eventsourcing.persistence import JSONTranscoder
+from eventsourcing.persistence import (
+    DatetimeAsISO,
+    DecimalAsStr,
+    JSONTranscoder,
+    Transcoding,
+    UUIDAsHex,
+)
 
 _PLAIN = frozenset({str, int, bool, type(None)})
+
+
+class _Isoformat:
+    """`datetime.isoformat`, remembering the last instant it wrote: a registration's two
+    events carry one instant, and writing one (printf-style, its offset included) took
+    about 10,000 instructions, 5,300 fewer per registration on an event loop (callgrind)."""
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last: tuple[datetime | None, str] = (None, "")
+
+    def __call__(self, value: datetime) -> str:
+        last, text = self._last  # one tuple, swapped whole: safe across threads
+        if value is not last:  # the same object: datetimes are immutable
+            text = value.isoformat()
+            self._last = (value, text)
+        return text
+
+
+# What the library's own transcodings of these types write, without a call into them.
+_DIRECT: dict[type[Transcoding], Callable[[], Callable[[Any], str]]] = {
+    UUIDAsHex: lambda: attrgetter("hex"),
+    DecimalAsStr: lambda: str,
+    DatetimeAsISO: _Isoformat,
+}
 
 
 class _NotPlain(Exception):
@@ -24,6 +59,18 @@ class _NotPlain(Exception):
 
 
 class TaggingJSONTranscoder(JSONTranscoder):
+    def __init__(self) -> None:
+        super().__init__()
+        self._direct: dict[type, tuple[str, Callable[[Any], str]]] = {}
+
+    def register(self, transcoding: Transcoding) -> None:
+        super().register(transcoding)
+        direct = _DIRECT.get(type(transcoding))
+        if direct is None:
+            self._direct.pop(transcoding.type, None)
+        else:
+            self._direct[transcoding.type] = (transcoding.name, direct())
+
     def encode(self, obj: Any) -> bytes:
         try:
             return orjson.dumps(self._tagged(obj))
@@ -33,7 +80,20 @@ class TaggingJSONTranscoder(JSONTranscoder):
     def _tagged(self, value: Any) -> Any:
         kind = type(value)
         if kind is dict:
-            return {k: v if type(v) in _PLAIN else self._tagged(v) for k, v in value.items()}
+            # An event's own fields, walked without a call per tagged value: 4,500 fewer
+            # instructions per registration (callgrind, of about 310,000).
+            tagged = {}
+            for k, v in value.items():
+                kind = type(v)
+                if kind in _PLAIN:
+                    tagged[k] = v
+                    continue
+                direct = self._direct.get(kind)
+                if direct is None:
+                    tagged[k] = self._tagged(v)
+                else:
+                    tagged[k] = {"_type_": direct[0], "_data_": direct[1](v)}
+            return tagged
         if kind is list or kind is tuple:
             return [v if type(v) in _PLAIN else self._tagged(v) for v in value]
         transcoding = self.types.get(kind)

@@ -110,3 +110,20 @@ def test_a_type_with_no_transcoding_is_refused_as_the_library_refuses_it():
 
     with pytest.raises(TranscodingNotRegisteredError):
         TaggingJSONTranscoder().encode({"pallet": Pallet()})
+
+
+def test_the_instant_remembered_for_the_second_event_is_never_another_instants():
+    """A registration's two events share one instant, written once; an event at another
+    instant, even one equal to it in another zone, is written as itself."""
+    transcoder = Ledger({"PERSISTENCE_MODULE": "eventsourcing.popo"}).mapper.transcoder
+    first = datetime(2026, 11, 28, 6, 0, 1, 5, tzinfo=UTC)
+    same_instant_elsewhere = first.astimezone(timezone(timedelta(hours=3)))
+    later = datetime(2026, 11, 28, 6, 0, 2, tzinfo=UTC)
+
+    written = [transcoder.encode({"at": at}) for at in (first, first, later, first,
+                                                        same_instant_elsewhere)]
+
+    assert written == [
+        b'{"at":{"_type_":"datetime_iso","_data_":"%s"}}' % at.isoformat().encode()
+        for at in (first, first, later, first, same_instant_elsewhere)
+    ]
