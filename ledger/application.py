@@ -24,6 +24,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import (
     IntegrityError,
     JSONTranscoder,
+    Mapper,
     OperationalError,
     StoredEvent,
     Transcoder,
@@ -45,6 +46,7 @@ from ledger.event_store import forbid_rewrites
 from ledger.history import HistoryEntry, LotHistory
 from ledger.ids import new_id
 from ledger.lot import Lot, LotCode, QcRecord
+from ledger.mapper import LedgerMapper
 from ledger.transcoder import TaggingJSONTranscoder
 from ledger.user import User, UserEmail
 from ledger.values import QcDecision
@@ -78,6 +80,10 @@ class Ledger(Application[UUID]):
     # feed a thousand batches, and loading either must not replay all of it each time.
     snapshotting_intervals: ClassVar = {User: 20, Lot: 50}
     snapshotting_projectors: ClassVar = {User: replay, Lot: replay}
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        transcoder = self.construct_transcoder()
+        return self.factory.mapper(transcoder=transcoder, mapper_class=LedgerMapper)
 
     def construct_transcoder(self) -> Transcoder:
         transcoder = TaggingJSONTranscoder()
