@@ -534,7 +534,7 @@ class QcRecordAsDict(Transcoding):
         )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen one sets each field by a call (callgrind)
 class _RawLot:
     """A lot made of no other lots: its two events, built and encoded, not yet appended."""
 
@@ -554,8 +554,8 @@ class RawLotCommitted(Committed[Lot]):
     answers from the event itself and needs no aggregate."""
 
     def __init__(self, registered: Lot.Registered, position: int) -> None:
-        object.__setattr__(self, "position", position)
-        object.__setattr__(self, "extra", {"event": registered})
+        # Frozen: set as the dataclass's own fields would be, in one step.
+        self.__dict__.update(position=position, extra={"event": registered})
 
     def __getattr__(self, name: str) -> Any:
         if name != "aggregate":

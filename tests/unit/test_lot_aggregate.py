@@ -333,3 +333,40 @@ def test_a_raw_lots_registration_events_are_those_its_aggregates_record():
     replayed = RawLotCommitted(registered, position=2).aggregate
     assert type(replayed) is Lot
     assert vars(replayed) == vars(built)
+
+
+def test_a_raw_lots_events_are_built_as_their_constructors_build_them():
+    """`Lot.registered` and `LotCode.claimed` set an event's fields in one step: the same
+    fields in the same order (the stored JSON follows that order), and the same refusals."""
+    lot_id, at = uuid4(), datetime(2026, 11, 28, 6, 0, 1, tzinfo=UTC)
+    fields = {
+        "lot_code": "RAW-LAMB-3", "lot_type": "RAW", "production_run_id": None,
+        "phase_id": None, "operator_id": None, "weight_kg": Decimal("40"),
+        "temperature_c": None, "metadata_json": "{}", "inputs": [], "actor_id": None,
+    }
+    constructed = Lot.Registered(
+        originator_id=lot_id, originator_version=1, timestamp=at,
+        originator_topic="ledger.lot:Lot", **fields,
+    )
+    claim = LotCode.Claimed(
+        originator_id=LotCode.id_for("RAW-LAMB-3"), originator_version=1, timestamp=at,
+        originator_topic="ledger.lot:LotCode", lot_code="RAW-LAMB-3", lot_id=lot_id,
+        actor_id=None,
+    )
+
+    registered = Lot.registered(id=lot_id, timestamp=at, **fields)
+    claimed = LotCode.claimed(lot_code="RAW-LAMB-3", lot_id=lot_id, actor_id=None, timestamp=at)
+
+    for built, expected in ((registered, constructed), (claimed, claim)):
+        assert type(built) is type(expected)
+        assert list(vars(built).items()) == list(vars(expected).items())
+        with pytest.raises(AttributeError):  # still frozen
+            built.lot_code = "RAW-LAMB-4"
+
+    with pytest.raises(TypeError):
+        Lot.registered(id=lot_id, timestamp=at, **{**fields, "grade": "A"})
+    with pytest.raises(TypeError):
+        Lot.registered(id=lot_id, timestamp=at, **{k: v for k, v in fields.items()
+                                                   if k != "inputs"})
+    with pytest.raises(TypeError):
+        Lot.registered(id=str(lot_id), timestamp=at, **fields)
