@@ -41,7 +41,12 @@ class FastPath:
 
 
 def cached_principal(container: Container, scope: Scope) -> Principal | None:
-    authorization = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+    authorization = None
+    for key, value in scope["headers"]:
+        # A loop, not next() over a generator, whose close raised GeneratorExit every request.
+        if key == b"authorization":
+            authorization = value
+            break
     if authorization is None:
         return None
     scheme, _, token = authorization.decode("latin-1").partition(" ")

@@ -98,7 +98,8 @@ class LotIn(BaseModel):
     weight_kg: WeightKg | None = None
     temperature_c: TemperatureC | None = None
     metadata: Annotated[dict[str, Any], AfterValidator(_finite_numbers)] | None = None
-    inputs: Annotated[list[InputIn], Field(max_length=200)] = []
+    # A factory: a default list is deep-copied for every body without inputs.
+    inputs: Annotated[list[InputIn], Field(max_length=200, default_factory=list)]
 
 
 class QcDecisionIn(BaseModel):
