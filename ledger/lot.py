@@ -224,9 +224,9 @@ def _frozen_event(cls: type[Any], **values: Any) -> Any:
         names = _EVENT_FIELDS[cls] = tuple(f.name for f in dataclass_fields(cls))
     try:
         state = {name: values[name] for name in names}
-    except KeyError:
-        state = {}
-    if len(state) != len(values):  # a field missing, or one the event does not have
+    except KeyError as missing:
+        raise TypeError(f"{cls.__qualname__} needs {missing}") from None
+    if len(state) != len(values):  # a field the event does not have
         raise TypeError(f"{cls.__qualname__} takes {names}, not {tuple(values)}")
     if not isinstance(state["originator_id"], UUID):
         raise TypeError(f"{cls} was initialized with a non-UUID originator_id")
