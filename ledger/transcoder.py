@@ -47,10 +47,11 @@ class _Isoformat:
 
 
 # What the library's own transcodings of these types write, without a call into them.
-_DIRECT: dict[type[Transcoding], Callable[[], Callable[[Any], str]]] = {
-    UUIDAsHex: lambda: attrgetter("hex"),
-    DecimalAsStr: lambda: str,
-    DatetimeAsISO: _Isoformat,
+# One remembered instant for every transcoder: it is keyed by the object itself.
+_DIRECT: dict[type[Transcoding], Callable[[Any], str]] = {
+    UUIDAsHex: attrgetter("hex"),
+    DecimalAsStr: str,
+    DatetimeAsISO: _Isoformat(),
 }
 
 
@@ -69,7 +70,7 @@ class TaggingJSONTranscoder(JSONTranscoder):
         if direct is None:
             self._direct.pop(transcoding.type, None)
         else:
-            self._direct[transcoding.type] = (transcoding.name, direct())
+            self._direct[transcoding.type] = (transcoding.name, direct)
 
     def encode(self, obj: Any) -> bytes:
         try:
