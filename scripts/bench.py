@@ -24,7 +24,6 @@ raw-SQL baselines from pgbench at the same concurrency.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import re
 import resource
@@ -45,7 +44,6 @@ from typing import TypeVar
 import httpx
 import psutil
 import psycopg
-import uvloop
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,6 +51,7 @@ LUA = ROOT / "scripts" / "bench"
 sys.path.insert(0, str(ROOT))
 
 # Siblings in scripts/: Python puts the folder of the script it runs on the path.
+from ledger_load import register_raw_lots  # noqa: E402
 from races_under_load import (  # noqa: E402
     MIN_LOAD_SECONDS,
     print_checks,
@@ -269,33 +268,10 @@ def ledger_rate(url: str, *, group_commit: bool, threads: int, seconds: float,
     ledger = Ledger(postgres_env(url, schema=schema, pool_size=threads, group_commit=group_commit))
     wal_sync_before = wal_sync_ms(url)
     deadline = time.perf_counter() + seconds
-    counts = [0] * threads
     cpu_before = process_cpu_seconds()
-
-    def work(n: int) -> None:
-        i = 0
-        while time.perf_counter() < deadline:
-            ledger.register_lot(NewLot(lot_code=f"L-{n}-{i}", weight_kg=Decimal(1)), actor_id=None)
-            i += 1
-        counts[n] = i
-
-    async def task(n: int) -> None:
-        i = 0
-        while time.perf_counter() < deadline:
-            new = NewLot(lot_code=f"A-{n}-{i}", weight_kg=Decimal(1))
-            await ledger.register_lot_async(new, actor_id=None)
-            i += 1
-        counts[n] = i
-
-    async def tasks() -> None:
-        await asyncio.gather(*(task(n) for n in range(threads)))
-
     started = time.perf_counter()
-    if event_loop:
-        uvloop.run(tasks())  # the loop uvicorn runs the API on
-    else:
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(work, range(threads)))
+    counts = register_raw_lots(ledger, threads, event_loop=event_loop,
+                               go_on=lambda _: time.perf_counter() < deadline)
     elapsed = time.perf_counter() - started
     cpu = process_cpu_seconds() - cpu_before
     rate = sum(counts) / elapsed

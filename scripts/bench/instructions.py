@@ -13,14 +13,11 @@ Needs valgrind (Debian package `valgrind`) and a PostgreSQL it may create a sche
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import re
 import subprocess
 import sys
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from decimal import Decimal
 from pathlib import Path
 
 CALLERS = 16
@@ -29,10 +26,9 @@ FEW, MANY = 400, 2000
 
 def register(url: str, count: int, threads: bool) -> None:
     import psycopg  # noqa: PLC0415 - imported in the counted child only
-    import uvloop  # noqa: PLC0415
+    from ledger_load import register_raw_lots  # noqa: PLC0415
 
     from ledger.application import Ledger  # noqa: PLC0415
-    from ledger.commands import NewLot  # noqa: PLC0415
     from ledger.event_store import postgres_env  # noqa: PLC0415
 
     schema = f"bench_count_{uuid.uuid4().hex[:6]}"
@@ -41,24 +37,7 @@ def register(url: str, count: int, threads: bool) -> None:
     ledger = Ledger(postgres_env(url, schema=schema, pool_size=CALLERS, group_commit=True))
     each = count // CALLERS
     try:
-        if threads:
-            def work(n: int) -> None:
-                for i in range(each):
-                    new = NewLot(lot_code=f"T-{n}-{i}", weight_kg=Decimal(1))
-                    ledger.register_lot(new, actor_id=None)
-
-            with ThreadPoolExecutor(CALLERS) as pool:
-                list(pool.map(work, range(CALLERS)))
-        else:
-            async def task(n: int) -> None:
-                for i in range(each):
-                    new = NewLot(lot_code=f"A-{n}-{i}", weight_kg=Decimal(1))
-                    await ledger.register_lot_async(new, actor_id=None)
-
-            async def tasks() -> None:
-                await asyncio.gather(*(task(n) for n in range(CALLERS)))
-
-            uvloop.run(tasks())
+        register_raw_lots(ledger, CALLERS, event_loop=not threads, go_on=lambda i: i < each)
     finally:
         ledger.close()
         with psycopg.connect(url, autocommit=True) as conn:
@@ -95,5 +74,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    # The project, and its sibling scripts in scripts/ (ledger_load).
+    sys.path[:0] = [str(Path(__file__).resolve().parents[2]), str(Path(__file__).parents[1])]
     main()
